@@ -51,7 +51,10 @@ def _constraints() -> list[str]:
 def local_deps(dist: str) -> list[str]:
     """Sibling distributions that `dist` declares in its pyproject.toml, in install order."""
     pyproject = nox.project.load_toml(ROOT / "packages" / dist / "pyproject.toml")
-    names = [re.split(r"[\s<>=!~\[;]", req, maxsplit=1)[0] for req in pyproject["project"]["dependencies"]]
+    names = [
+        re.split(r"[\s<>=!~\[;]", req, maxsplit=1)[0]
+        for req in pyproject["project"]["dependencies"]
+    ]
     return [name for name in PACKAGES if name in names]
 
 
@@ -64,7 +67,8 @@ def _make_tests(dist: str) -> None:
     def tests(session: nox.Session) -> None:
         """Run this package's CPU tests with only it and its declared siblings installed (not editable)."""
         siblings = [str(ROOT / "packages" / d) for d in local_deps(dist)]
-        extras = "test,triton" if dist == "localattn" else "test"  # Triton kernels run interpreted on CPU
+        # localattn's Triton kernels are tested on CPU under TRITON_INTERPRET=1.
+        extras = "test,triton" if dist == "localattn" else "test"
         _install(session, *siblings, f"{ROOT / 'packages' / dist}[{extras}]")
         session.run(
             "pytest",
@@ -98,7 +102,16 @@ def isolated(session: nox.Session) -> None:
     dist_dir = pathlib.Path(session.create_tmp()) / "wheels"
     shutil.rmtree(dist_dir, ignore_errors=True)
     for dist in PACKAGES:
-        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist_dir), str(ROOT / "packages" / dist), silent=True)
+        session.run(
+            "python",
+            "-m",
+            "build",
+            "--wheel",
+            "--outdir",
+            str(dist_dir),
+            str(ROOT / "packages" / dist),
+            silent=True,
+        )
     for dist, module in PACKAGES.items():
         with tempfile.TemporaryDirectory(prefix=f"isolated-{dist}-") as tmp:
             venv = pathlib.Path(tmp) / "venv"
@@ -107,7 +120,18 @@ def isolated(session: nox.Session) -> None:
             wheel = next(dist_dir.glob(f"{dist.replace('-', '_')}-*.whl"))
             # --find-links lets cogview2 take its siblings from our wheels; the range pins keep
             # PyPI's unrelated 0.0.x `icetk` out.
-            session.run(python, "-m", "pip", "install", "-q", *_constraints(), "--find-links", str(dist_dir), str(wheel), external=True)
+            session.run(
+                python,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                *_constraints(),
+                "--find-links",
+                str(dist_dir),
+                str(wheel),
+                external=True,
+            )
             declared = set(local_deps(dist))
             others = [m for d, m in PACKAGES.items() if d != dist and d not in declared]
             script = (
@@ -122,12 +146,28 @@ def isolated(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def tests_gpu(session: nox.Session) -> None:
     """`gpu`-marked tests of every package (needs CUDA and triton)."""
-    _install(session, *(str(ROOT / "packages" / d) for d in PACKAGES), f"{ROOT / 'packages' / 'localattn'}[triton,test]")
-    session.run("pytest", *(str(ROOT / "packages" / d / "tests") for d in PACKAGES), "-m", "gpu", *session.posargs)
+    _install(
+        session,
+        *(str(ROOT / "packages" / d) for d in PACKAGES),
+        f"{ROOT / 'packages' / 'localattn'}[triton,test]",
+    )
+    session.run(
+        "pytest",
+        *(str(ROOT / "packages" / d / "tests") for d in PACKAGES),
+        "-m",
+        "gpu",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON, default=False)
 def tests_slow(session: nox.Session) -> None:
     """`slow`-marked tests of every package."""
     _install(session, *(f"{ROOT / 'packages' / d}[test]" for d in PACKAGES))
-    session.run("pytest", *(str(ROOT / "packages" / d / "tests") for d in PACKAGES), "-m", "slow", *session.posargs)
+    session.run(
+        "pytest",
+        *(str(ROOT / "packages" / d / "tests") for d in PACKAGES),
+        "-m",
+        "slow",
+        *session.posargs,
+    )
