@@ -1,7 +1,31 @@
-"""2D local attention with CogView2 semantics: windows, raster-causal, cross-resolution, global tokens; PyTorch, FlexAttention and fused Triton backends."""
+"""2D local attention with CogView2 semantics.
+
+Centred (non-clamped) rectangular windows, raster-causal half windows, cross-resolution key
+grids and global tokens in one softmax, with a fast pure-PyTorch reference backend, fused Triton
+kernels for CUDA and a FlexAttention backend. See ``python -m localattn.info`` for the backends.
+"""
 
 from importlib.metadata import version as _version
 
+from localattn.dispatch import ENV_VAR, get_backend, select_backend, use_backend
+from localattn.functional import local_attention_2d, merge_attentions
+from localattn.modules import LocalAttention2d
+from localattn.twoop import similarity_2d, weighting_2d
+from localattn.types import KernelSize, WindowSpec
+
 __version__ = _version("localattn")
 
-__all__ = ["__version__"]
+__all__ = [
+    "ENV_VAR",
+    "KernelSize",
+    "LocalAttention2d",
+    "WindowSpec",
+    "__version__",
+    "get_backend",
+    "local_attention_2d",
+    "merge_attentions",
+    "select_backend",
+    "similarity_2d",
+    "use_backend",
+    "weighting_2d",
+]

@@ -1,0 +1,86 @@
+"""The backend interface: declared capabilities plus ``not_supported_reasons``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+
+from localattn._validate import AttentionInputs
+
+
+class Backend(ABC):
+    """One implementation of ``local_attention_2d``.
+
+    Subclasses declare what they support as class attributes and implement :meth:`forward`.
+    ``not_supported_reasons`` turns the declarations into human-readable reasons; subclasses
+    extend it with checks that the declarations cannot express.
+    """
+
+    NAME: ClassVar[str]
+    DESCRIPTION: ClassVar[str]
+    SUPPORTED_DEVICES: ClassVar[tuple[str, ...]]
+    SUPPORTED_DTYPES: ClassVar[tuple[torch.dtype, ...]]
+    SUPPORTS_CAUSAL: ClassVar[bool] = True
+    SUPPORTS_CROSS_RESOLUTION: ClassVar[bool] = True
+    SUPPORTS_EXTRA_TOKENS: ClassVar[bool] = True
+    SUPPORTS_BACKWARD: ClassVar[bool] = True
+    BACKWARD_DEVICES: ClassVar[tuple[str, ...] | None] = None
+    """Device types with a backward (None: every supported device)."""
+    MAX_KERNEL_SIZE: ClassVar[int | None] = None
+    ERROR_ATOL: ClassVar[dict[torch.dtype, float]] = {
+        torch.float64: 1e-9,
+        torch.float32: 2e-5,
+        torch.float16: 2e-3,
+        torch.bfloat16: 2e-2,
+    }
+
+    def is_available(self) -> list[str]:
+        """Reasons the backend cannot run at all here (missing package, no driver); [] if fine."""
+        return []
+
+    def not_supported_reasons(self, inputs: AttentionInputs) -> list[str]:
+        """Every reason this backend cannot run ``inputs`` (empty list: it can)."""
+        reasons = list(self.is_available())
+        q = inputs.q
+        if q.device.type not in self.SUPPORTED_DEVICES:
+            reasons.append(
+                f"device type {q.device.type!r} not supported (supports {self.SUPPORTED_DEVICES})"
+            )
+        if q.dtype not in self.SUPPORTED_DTYPES:
+            reasons.append(f"dtype {q.dtype} not supported (supports {self.SUPPORTED_DTYPES})")
+        if inputs.window.causal and not self.SUPPORTS_CAUSAL:
+            reasons.append("causal windows not supported")
+        if inputs.ratio != (1, 1) and not self.SUPPORTS_CROSS_RESOLUTION:
+            reasons.append("cross-resolution (query grid larger than key grid) not supported")
+        if inputs.num_extra and not self.SUPPORTS_EXTRA_TOKENS:
+            reasons.append("extra (global) tokens not supported")
+        if inputs.requires_grad and torch.is_grad_enabled():
+            if not self.SUPPORTS_BACKWARD:
+                reasons.append("backward not supported (an input requires grad)")
+            elif self.BACKWARD_DEVICES is not None and q.device.type not in self.BACKWARD_DEVICES:
+                reasons.append(
+                    f"no {q.device.type} backward in torch {torch.__version__} "
+                    f"(backward only on {self.BACKWARD_DEVICES}); an input requires grad"
+                )
+        size = max(inputs.window.kh, inputs.window.kw)
+        if self.MAX_KERNEL_SIZE is not None and size > self.MAX_KERNEL_SIZE:
+            reasons.append(f"kernel size {size} > MAX_KERNEL_SIZE={self.MAX_KERNEL_SIZE}")
+        return reasons
+
+    @abstractmethod
+    def forward(
+        self, inputs: AttentionInputs, extra_add: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the attention.
+
+        Args:
+            inputs: Validated inputs.
+            extra_add: (B, heads, T) additive term for the global tokens (bias, -inf = masked),
+                or None without global tokens.
+
+        Returns:
+            out (B, heads, H, W, D) in the input dtype, and lse (B, heads, H, W) in float32
+            (float64 for float64 inputs).
+        """

@@ -1,0 +1,241 @@
+"""Pure-PyTorch reference backend: tiled exact attention with a recomputing backward.
+
+The query grid is cut into tiles (see ``localattn._tiling``); each tile's queries attend, in one
+softmax, to the band of keys their windows can reach (masked to the exact window) plus the global
+tokens. Score tensors exist only per chunk of tiles; the backward recomputes them from the saved
+log-sum-exp, flash-attention style. Runs on any device, in float16/bfloat16/float32/float64
+(half types are computed in float32).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from localattn._tiling import DEFAULT_TILING, TilePlan, additive_mask, choose_plan, tile_tables
+from localattn._validate import AttentionInputs
+from localattn.backends._kernel_args import eager_autograd, op_args, stat_dtype
+from localattn.backends.base import Backend
+from localattn.types import WindowSpec
+
+
+def _plan(q: torch.Tensor, k: torch.Tensor, kh: int, kw: int, causal: bool, t: int) -> TilePlan:
+    window = WindowSpec(kh, kw, causal)
+    hw, khw = (q.shape[2], q.shape[3]), (k.shape[2], k.shape[3])
+    return choose_plan(hw, khw, window, t, q.shape[-1])
+
+
+def _chunks(
+    plan: TilePlan, batch_heads: int, t: int, d: int, device: torch.device
+) -> list[tuple[int, int]]:
+    """Tile ranges whose temporaries (scores, probabilities, gathered q/k/v) fit the budget."""
+    qt, kt = plan.queries_per_tile, plan.keys_per_tile
+    per_tile = batch_heads * (2 * qt * (kt + t) + 2 * kt * d + 2 * qt * d)
+    budget = (
+        DEFAULT_TILING.chunk_elements
+        if device.type == "cpu"
+        else DEFAULT_TILING.accelerator_chunk_elements
+    )
+    step = max(1, budget // max(per_tile, 1))
+    return [(s, min(s + step, plan.num_tiles)) for s in range(0, plan.num_tiles, step)]
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x (B, h, N, D) gathered at index (n, m) -> (B, h, n, m, D) in ``dtype``."""
+    b, h, _, d = x.shape
+    return x.index_select(2, index.reshape(-1)).to(dtype).view(b, h, *index.shape, d)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """(B, h, H, W, ...) -> (B, h, H*W, ...)."""
+    return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3], *x.shape[4:])
+
+
+def _scores(qt, kt, ek, extra_add, mask):
+    """Scores of scaled query tiles (B,h,n,Qt,D) vs their band (B,h,n,Kt,D) and the globals.
+
+    Returns (local (B,h,n,Qt,Kt), extra (B,h,n,Qt,T), row max (B,h,n,Qt)).
+    """
+    s_loc = torch.matmul(qt, kt.transpose(-1, -2)).add_(mask)
+    s_ext = torch.matmul(qt, ek[:, :, None].transpose(-1, -2)).add_(extra_add[:, :, None, None])
+    m = s_loc.amax(-1)
+    if s_ext.shape[-1]:
+        m = torch.maximum(m, s_ext.amax(-1))
+    return s_loc, s_ext, m
+
+
+def reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
+    """Forward on plain tensors; see :class:`ReferenceBackend` for shapes."""
+    cdt = stat_dtype(q.dtype)
+    b, heads, h, w, d = q.shape
+    t = extra_k.shape[2]
+    plan = _plan(q, k, kh, kw, causal, t)
+    tab = tile_tables(plan, q.device)
+    mask = additive_mask(plan, cdt, q.device)
+    qf, kf, vf = _flat(q), _flat(k), _flat(v)
+    ek, ev, ea = extra_k.to(cdt), extra_v.to(cdt), extra_add.to(cdt)
+    outs, lses = [], []
+    for s0, s1 in _chunks(plan, b * heads, t, d, q.device):
+        qt = _gather(qf, tab.q_index[s0:s1], cdt).mul_(scale)
+        kt = _gather(kf, tab.k_index[s0:s1], cdt)
+        s_loc, s_ext, m = _scores(qt, kt, ek, ea, mask[s0:s1])
+        del qt, kt
+        p_loc = s_loc.sub_(m[..., None]).exp_()
+        p_ext = s_ext.sub_(m[..., None]).exp_()
+        denom = p_loc.sum(-1) + p_ext.sum(-1)
+        o = torch.matmul(p_loc, _gather(vf, tab.k_index[s0:s1], cdt))
+        o.add_(torch.matmul(p_ext, ev[:, :, None])).div_(denom[..., None])
+        outs.append(o.flatten(2, 3))
+        lses.append(denom.log_().add_(m).flatten(2, 3))
+    out = torch.cat(outs, 2).index_select(2, tab.q_inverse).view(b, heads, h, w, d)
+    lse = torch.cat(lses, 2).index_select(2, tab.q_inverse).view(b, heads, h, w)
+    return out.to(q.dtype), lse
+
+
+def reference_backward_impl(
+    dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
+):
+    """Gradients w.r.t. (q, k, v, extra_k, extra_v, extra_add), recomputing the scores."""
+    cdt = stat_dtype(q.dtype)
+    b, heads, _h, _w, d = q.shape
+    t = extra_k.shape[2]
+    plan = _plan(q, k, kh, kw, causal, t)
+    tab = tile_tables(plan, q.device)
+    mask = additive_mask(plan, cdt, q.device)
+    qf, kf, vf = _flat(q), _flat(k), _flat(v)
+    lsef = _flat(lse)[..., None]
+    # delta' = rowsum(dO * O) - dlse folds the lse gradient into the softmax backward
+    delta = ((_flat(dout).to(cdt) * _flat(out).to(cdt)).sum(-1) - _flat(dlse).to(cdt))[..., None]
+    valid = tab.q_valid[..., None].to(cdt)
+    dof = _flat(dout)
+    ek, ev, ea = extra_k.to(cdt), extra_v.to(cdt), extra_add.to(cdt)
+    ekt, evt = ek[:, :, None], ev[:, :, None]  # (B, h, 1, T, D)
+    dq_tiles = []
+    dk = torch.zeros(kf.shape, dtype=cdt, device=q.device)
+    dv = torch.zeros(vf.shape, dtype=cdt, device=q.device)
+    dek = torch.zeros(ek.shape, dtype=cdt, device=q.device)
+    dev = torch.zeros(ev.shape, dtype=cdt, device=q.device)
+    dea = torch.zeros(ea.shape, dtype=cdt, device=q.device)
+    for s0, s1 in _chunks(plan, b * heads, t, d, q.device):
+        qi, ki = tab.q_index[s0:s1], tab.k_index[s0:s1]
+        qt = _gather(qf, qi, cdt).mul_(scale)
+        kt, vt = _gather(kf, ki, cdt), _gather(vf, ki, cdt)
+        dot = _gather(dof, qi, cdt).mul_(valid[s0:s1])  # padding rows get no gradient
+        s_loc, s_ext, _ = _scores(qt, kt, ek, ea, mask[s0:s1])
+        row_lse = _gather(lsef, qi, cdt)
+        row_delta = _gather(delta, qi, cdt).mul_(valid[s0:s1])  # so padding rows have ds = 0
+        p_loc = s_loc.sub_(row_lse).exp_()
+        p_ext = s_ext.sub_(row_lse).exp_()
+        ds_loc = torch.matmul(dot, vt.transpose(-1, -2)).sub_(row_delta).mul_(p_loc)
+        ds_ext = torch.matmul(dot, evt.transpose(-1, -2)).sub_(row_delta).mul_(p_ext)
+        dqt = torch.matmul(ds_loc, kt).add_(torch.matmul(ds_ext, ekt)).mul_(scale)
+        dq_tiles.append(dqt.flatten(2, 3))
+        flat_ki = ki.reshape(-1)
+        dk.index_add_(2, flat_ki, torch.matmul(ds_loc.transpose(-1, -2), qt).flatten(2, 3))
+        dv.index_add_(2, flat_ki, torch.matmul(p_loc.transpose(-1, -2), dot).flatten(2, 3))
+        dek += torch.matmul(ds_ext.transpose(-1, -2), qt).sum(2)
+        dev += torch.matmul(p_ext.transpose(-1, -2), dot).sum(2)
+        dea += ds_ext.sum((2, 3))
+    dq = torch.cat(dq_tiles, 2).index_select(2, tab.q_inverse).view(q.shape)
+    return (
+        dq.to(q.dtype),
+        dk.view(k.shape).to(k.dtype),
+        dv.view(v.shape).to(v.dtype),
+        dek.to(extra_k.dtype),
+        dev.to(extra_v.dtype),
+        dea.to(extra_add.dtype),
+    )
+
+
+@torch.library.custom_op("localattn::reference_forward", mutates_args=())
+def reference_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    extra_k: torch.Tensor,
+    extra_v: torch.Tensor,
+    extra_add: torch.Tensor,
+    kh: int,
+    kw: int,
+    causal: bool,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Custom op: (out, lse) of the reference local attention."""
+    return reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
+
+
+@reference_forward.register_fake
+def _(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
+    lse = q.new_empty(q.shape[:4], dtype=stat_dtype(q.dtype))
+    return torch.empty_like(q), lse
+
+
+@torch.library.custom_op("localattn::reference_backward", mutates_args=())
+def reference_backward(
+    dout: torch.Tensor,
+    dlse: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    extra_k: torch.Tensor,
+    extra_v: torch.Tensor,
+    extra_add: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    kh: int,
+    kw: int,
+    causal: bool,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Custom op: gradients of :func:`reference_forward`."""
+    return reference_backward_impl(
+        dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
+    )
+
+
+@reference_backward.register_fake
+def _(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale):
+    return tuple(torch.empty_like(x) for x in (q, k, v, extra_k, extra_v, extra_add))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, extra_k, extra_v, extra_add, out, lse)
+    ctx.params = (kh, kw, causal, scale)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, extra_k, extra_v, extra_add, out, lse = ctx.saved_tensors
+    dout = torch.zeros_like(out) if dout is None else dout.contiguous()
+    dlse = torch.zeros_like(lse) if dlse is None else dlse.contiguous()
+    grads = reference_backward(
+        dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, *ctx.params
+    )
+    return (*grads, None, None, None, None)
+
+
+reference_forward.register_autograd(_backward, setup_context=_setup_context)
+_EAGER = eager_autograd(reference_forward_impl, reference_backward_impl)
+
+
+class ReferenceBackend(Backend):
+    """Pure PyTorch; every device and dtype; forward and backward; the specification."""
+
+    NAME = "reference"
+    DESCRIPTION = "pure PyTorch, tiled exact attention with recomputing backward (any device)"
+    SUPPORTED_DEVICES = ("cpu", "cuda", "mps", "xpu", "meta")
+    SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+    def not_supported_reasons(self, inputs: AttentionInputs) -> list[str]:
+        reasons = [r for r in super().not_supported_reasons(inputs) if not r.startswith("device")]
+        return reasons
+
+    def forward(
+        self, inputs: AttentionInputs, extra_add: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ek, ev, ea = op_args(inputs, extra_add)
+        win = inputs.window
+        args = (inputs.q, inputs.k, inputs.v, ek, ev, ea, win.kh, win.kw, win.causal, inputs.scale)
+        if torch.compiler.is_compiling():
+            return reference_forward(*args)
+        return _EAGER.apply(*args)
