@@ -2,6 +2,36 @@
 
 from importlib.metadata import version as _version
 
+from .config import PipelineConfig
+from .convert import ConversionReport, convert_official, load_official
+from .lopar import ORDER_MATRIX, PASS_TOP_K, pass_mask, tiled_order
+from .models import DirectSuperResolution, DSRConfig, IterativeSuperResolution, ITERSRConfig
+from .outputs import CogView2Output
+from .pipeline import STAGES, CogView2Pipeline
+from .recipes import RECIPES, SamplingRecipe, get_recipe
+from .tiny import build_tiny_pipeline
+
 __version__ = _version("cogview2")
 
-__all__ = ["__version__"]
+__all__ = [
+    "ORDER_MATRIX",
+    "PASS_TOP_K",
+    "RECIPES",
+    "STAGES",
+    "CogView2Output",
+    "CogView2Pipeline",
+    "ConversionReport",
+    "DSRConfig",
+    "DirectSuperResolution",
+    "ITERSRConfig",
+    "IterativeSuperResolution",
+    "PipelineConfig",
+    "SamplingRecipe",
+    "__version__",
+    "build_tiny_pipeline",
+    "convert_official",
+    "get_recipe",
+    "load_official",
+    "pass_mask",
+    "tiled_order",
+]

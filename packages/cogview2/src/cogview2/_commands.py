@@ -1,0 +1,304 @@
+"""CLI commands of the pipeline: ``generate``, ``complete``, ``caption``, ``convert``, ``info``.
+
+`add_pipeline_commands(subparsers)` registers them on the ``cogview2`` parser (see cli.py).
+Each command turns its arguments into library calls; expected failures raise ValueError or
+FileNotFoundError, which the entry point prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+from pathlib import Path
+
+DEFAULT_WEIGHTS_ENV = "COGVIEW2_WEIGHTS"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "demo"
+"""Where the demo weights of the training issue are placed; used when --weights is not given."""
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
+
+
+def _dtype(name: str | None):
+    import torch
+
+    if name is None:
+        return None
+    if name not in _DTYPES:
+        raise ValueError(f"--dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    return getattr(torch, _DTYPES[name])
+
+
+def _load(args: argparse.Namespace):
+    """The pipeline named by --weights / $COGVIEW2_WEIGHTS / the demo weights, or --tiny."""
+    from .pipeline import CogView2Pipeline
+
+    if getattr(args, "tiny", False):
+        from .tiny import build_tiny_pipeline
+
+        return build_tiny_pipeline(seed=0).to(args.device)
+    folder = args.weights or os.environ.get(DEFAULT_WEIGHTS_ENV) or DEFAULT_WEIGHTS
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"no weights at {folder}: pass --weights DIR (a folder written by `cogview2 convert` or "
+            f"save_pretrained), set ${DEFAULT_WEIGHTS_ENV}, or use --tiny for random demo weights"
+        )
+    return CogView2Pipeline.from_pretrained(folder, device=args.device, dtype=_dtype(args.dtype))
+
+
+def _save_png(image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _grid(images, nrow: int = 3):
+    from PIL import Image
+
+    w, h = images[0].size
+    cols = min(nrow, len(images))
+    rows = -(-len(images) // cols)
+    grid = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * w, (i // cols) * h))
+    return grid
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^\w]+", "-", text, flags=re.UNICODE).strip("-")
+    return slug[:40] or "prompt"
+
+
+def _generator(seed: int | None, device: str):
+    import torch
+
+    if seed is None:
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    prompts = list(args.prompt or [])
+    if args.prompts_file is not None:
+        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        prompts += [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise ValueError("give a prompt, or --prompts-file FILE with one prompt per line")
+    pipe = _load(args)
+    stages = tuple(args.stages.split(","))
+    for index, prompt in enumerate(prompts):
+        out = pipe(
+            prompt,
+            num_images=args.num_images,
+            style=args.style,
+            generator=_generator(None if args.seed is None else args.seed + index, args.device),
+            stages=stages,
+            progress=not args.quiet,
+            post_select=args.post_select,
+        )
+        stem = f"{index:03d}-{_slug(prompt)}"
+        for i, image in enumerate(out.images):
+            _save_png(image, args.output / f"{stem}-{i}.png")
+        if not args.no_grid:
+            _save_png(_grid(out.images), args.output / f"{stem}-grid.png")
+        print(f"{prompt!r}: {len(out.images)} images → {args.output}/{stem}-*.png")
+    return 0
+
+
+def _open_image(path: Path):
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image {path} not found")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def _run_complete(args: argparse.Namespace) -> int:
+    pipe = _load(args)
+    image = _open_image(args.image)
+    if image.size != (pipe.image_size, pipe.image_size):
+        raise ValueError(
+            f"{args.image} is {image.size[0]}×{image.size[1]} px; completion needs "
+            f"{pipe.image_size}×{pipe.image_size} (crop/resize it first)"
+        )
+    out = pipe.complete(
+        image,
+        tuple(args.box),
+        args.prompt,
+        num_images=args.num_images,
+        style=args.style,
+        generator=_generator(args.seed, args.device),
+        progress=not args.quiet,
+    )
+    stem = f"complete-{_slug(args.prompt)}"
+    for i, im in enumerate(out.images):
+        _save_png(im, args.output / f"{stem}-{i}.png")
+    print(f"{len(out.images)} completions → {args.output}/{stem}-*.png")
+    return 0
+
+
+def _run_caption(args: argparse.Namespace) -> int:
+    pipe = _load(args)
+    image = _open_image(args.image)
+    side = pipe.image_size if image.size[0] > pipe.low_image_size else pipe.low_image_size
+    if image.size != (side, side):
+        raise ValueError(
+            f"{args.image} is {image.size[0]}×{image.size[1]} px; captioning needs a square of "
+            f"{pipe.low_image_size} or {pipe.image_size} px"
+        )
+    for text in pipe.caption(
+        image,
+        language=args.language,
+        num_captions=args.num_captions,
+        generator=_generator(args.seed, args.device),
+        max_length=args.max_length,
+    ):
+        print(text)
+    return 0
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_official
+
+    report = convert_official(
+        args.coglm,
+        args.dsr,
+        args.itersr,
+        args.icetk,
+        args.labels,
+        args.out,
+        dtype=_dtype(args.dtype),
+    )
+    print(
+        f"wrote {report.output} (DSR base shared with CogLM: {report.dsr_shares_base}; "
+        f"ITERSR base shared: {report.itersr_shares_base})"
+    )
+    for name, keys in report.ignored_keys.items():
+        if keys:
+            print(f"  {name}: ignored {len(keys)} unused tensors, e.g. {keys[0]}")
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    pipe = _load(args)
+    cfg = pipe.coglm.config
+    print(
+        f"stage 1 CogLM: {cfg.num_layers} layers, hidden {cfg.hidden_size}, {cfg.num_attention_heads} heads, "
+        f"vocab {cfg.vocab_size}, {pipe.coglm.num_parameters():,} parameters, "
+        f"{pipe.coglm.transformer.word_embeddings.weight.dtype}"
+    )
+    for name in ("dsr", "itersr"):
+        model = getattr(pipe, name)
+        if model is None:
+            print(f"{name}: absent")
+            continue
+        mixins = sum(t.numel() for t in model.mixin_state_dict().values())
+        shared = "shared with stage 1" if model.base is pipe.coglm else "own copy"
+        print(f"{name}: {model.config} | mixins {mixins:,} parameters | base transformer {shared}")
+    print(
+        f"images: {pipe.low_grid}×{pipe.low_grid} tokens ({pipe.low_image_size} px) → "
+        f"{pipe.high_grid}×{pipe.high_grid} tokens ({pipe.image_size} px); "
+        f"{int(pipe.cluster_labels.max()) + 1} clusters; prompts up to {pipe.max_prompt_tokens} tokens"
+    )
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help=f"pipeline folder (default ${DEFAULT_WEIGHTS_ENV} or the demo weights)",
+    )
+    p.add_argument(
+        "--tiny", action="store_true", help="use a tiny random-weight pipeline (smoke tests)"
+    )
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype")
+    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same images)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``generate``, ``complete``, ``caption``, ``convert`` and ``info``."""
+    from .pipeline import STAGES
+    from .recipes import RECIPES
+
+    gen = subparsers.add_parser(
+        "generate",
+        help="text → images",
+        description="Generate images for each prompt: one PNG per image plus a grid.",
+    )
+    gen.add_argument("prompt", nargs="*", help="prompt(s)")
+    gen.add_argument("--prompts-file", type=Path, default=None, help="one prompt per line")
+    gen.add_argument("-n", "--num-images", type=int, default=4)
+    gen.add_argument("-o", "--output", type=Path, default=Path("out"))
+    gen.add_argument("--style", default="mainbody", choices=sorted(RECIPES))
+    gen.add_argument(
+        "--stages", default=",".join(STAGES), help="coarse | coarse,dsr | coarse,dsr,itersr"
+    )
+    gen.add_argument(
+        "--post-select", action="store_true", help="order images by caption likelihood"
+    )
+    gen.add_argument("--no-grid", action="store_true", help="do not write the grid PNG")
+    _common(gen)
+    gen.set_defaults(func=_run_generate)
+
+    comp = subparsers.add_parser("complete", help="regenerate a box of an image from a prompt")
+    comp.add_argument("prompt")
+    comp.add_argument("--image", type=Path, required=True)
+    comp.add_argument(
+        "--box",
+        type=float,
+        nargs=4,
+        required=True,
+        metavar=("TOP", "LEFT", "BOTTOM", "RIGHT"),
+        help="fractions of the image side, rows first",
+    )
+    comp.add_argument("-n", "--num-images", type=int, default=4)
+    comp.add_argument("-o", "--output", type=Path, default=Path("out"))
+    comp.add_argument("--style", default="none", choices=sorted(RECIPES))
+    _common(comp)
+    comp.set_defaults(func=_run_complete)
+
+    cap = subparsers.add_parser("caption", help="describe an image")
+    cap.add_argument("--image", type=Path, required=True)
+    cap.add_argument("--language", default="english", choices=["english", "chinese"])
+    cap.add_argument("-n", "--num-captions", type=int, default=1)
+    cap.add_argument("--max-length", type=int, default=None)
+    _common(cap)
+    cap.set_defaults(func=_run_caption)
+
+    conv = subparsers.add_parser(
+        "convert", help="official SAT checkpoints + icetk files → pipeline folder"
+    )
+    conv.add_argument("--coglm", type=Path, required=True, help="the coglm checkpoint folder")
+    conv.add_argument("--dsr", type=Path, required=True, help="the cogview2-dsr folder")
+    conv.add_argument("--itersr", type=Path, required=True, help="the cogview2-itersr folder")
+    conv.add_argument(
+        "--icetk", type=Path, required=True, help="folder with ice_text.model + ice_image.pt"
+    )
+    conv.add_argument("--labels", type=Path, required=True, help="cluster_label.npy")
+    conv.add_argument("--out", type=Path, required=True)
+    conv.add_argument("--dtype", default=None, choices=sorted(_DTYPES))
+    conv.set_defaults(func=_run_convert)
+
+    info = subparsers.add_parser("info", help="describe a pipeline folder")
+    _common(info)
+    info.set_defaults(func=_run_info)

@@ -1,0 +1,186 @@
+"""The pipeline folder format: one subfolder per component, safetensors + JSON, atomic writes.
+
+::
+
+    pipeline.json            format, version, PipelineConfig, which models share a base
+    tokenizer/               IceTokenizer.save_pretrained
+    coglm/                   coglm_core save_pretrained (config.json + model.safetensors)
+    dsr/sr_config.json       DSRConfig;     dsr/mixins.safetensors (attention_plus + positions)
+    dsr/base/                only when DSR's transformer differs from coglm's
+    itersr/sr_config.json    ITERSRConfig;  itersr/mixins.safetensors (positions)
+    itersr/base/             only when ITERSR's transformer differs from coglm's
+    cluster_labels.npy       cluster label of every image id
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from cluster_sampling import load_labels, save_labels
+from coglm_core.pretrained import from_pretrained as load_coglm
+from coglm_core.pretrained import save_pretrained as save_coglm
+from coglm_core.transformer import CogLM
+from icetk import IceTokenizer
+
+from .models.config import config_from_json, config_to_json
+from .models.sr import DirectSuperResolution, IterativeSuperResolution
+
+if TYPE_CHECKING:
+    from .pipeline import CogView2Pipeline
+
+FORMAT = "cogview2-pipeline"
+FORMAT_VERSION = 1
+PIPELINE_FILE = "pipeline.json"
+LABELS_FILE = "cluster_labels.npy"
+SR_CONFIG_FILE = "sr_config.json"
+MIXINS_FILE = "mixins.safetensors"
+SHARED = "coglm"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text through a temporary file in the same folder and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
+    """`safetensors.torch.save_file` through a temporary file and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def same_weights(a: CogLM, b: CogLM) -> bool:
+    """True when two models are the same object or hold bit-identical tensors."""
+    if a is b:
+        return True
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k])
+        for k in sa
+    )
+
+
+def save_sr(
+    model: DirectSuperResolution | IterativeSuperResolution, folder: Path, coglm: CogLM
+) -> str | None:
+    """Write one SR model; its base only when it differs from ``coglm``. Returns the share tag."""
+    atomic_write_text(folder / SR_CONFIG_FILE, config_to_json(model.config) + "\n")
+    atomic_save_tensors(model.mixin_state_dict(), folder / MIXINS_FILE)
+    if model.base is coglm:
+        return SHARED
+    save_coglm(model.base, folder / "base")
+    return None
+
+
+def load_sr(
+    folder: Path,
+    coglm: CogLM,
+    shares: str | None,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype | None,
+) -> DirectSuperResolution | IterativeSuperResolution:
+    """Inverse of `save_sr`."""
+    require_files(
+        folder,
+        [SR_CONFIG_FILE, MIXINS_FILE]
+        + ([] if shares == SHARED else ["base/config.json", "base/model.safetensors"]),
+    )
+    config = config_from_json((folder / SR_CONFIG_FILE).read_text(encoding="utf-8"))
+    base = coglm if shares == SHARED else load_coglm(folder / "base", device=device, dtype=dtype)
+    cls = DirectSuperResolution if config.to_dict()["kind"] == "dsr" else IterativeSuperResolution
+    model = cls(base, config)  # type: ignore[arg-type]
+    state = load_file(folder / MIXINS_FILE, device=str(device))
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    model.load_mixin_state_dict(state)
+    return model
+
+
+def require_files(root: Path, names: list[str]) -> None:
+    """FileNotFoundError naming every missing file of a weights folder."""
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"weights folder {root} is missing {missing}")
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Read and check ``pipeline.json``."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"weights folder {root} does not exist")
+    require_files(root, [PIPELINE_FILE])
+    manifest = json.loads((root / PIPELINE_FILE).read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{root / PIPELINE_FILE}: format {manifest.get('format')!r} version "
+            f"{manifest.get('format_version')!r}, expected {FORMAT!r} version {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def save_pipeline(pipe: CogView2Pipeline, root: Path) -> Path:
+    """Write every component of ``pipe`` under ``root`` (shared bases once); returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    pipe.tokenizer.save_pretrained(root / "tokenizer")
+    save_coglm(pipe.coglm, root / "coglm")
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": pipe.config.to_dict(),
+    }
+    for name in ("dsr", "itersr"):
+        model = getattr(pipe, name)
+        manifest[name] = (
+            None if model is None else {"shares_base": save_sr(model, root / name, pipe.coglm)}
+        )
+    save_labels(root / LABELS_FILE, pipe.cluster_labels)
+    atomic_write_text(root / PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
+    return root
+
+
+def load_pipeline(
+    root: Path, *, device: torch.device | str, dtype: torch.dtype | None
+) -> dict[str, Any]:
+    """Read a `save_pipeline` folder: the constructor arguments of `CogView2Pipeline`, with
+    ``config`` as a plain dict."""
+    manifest = read_manifest(root)
+    require_files(root, ["coglm/config.json", "coglm/model.safetensors", LABELS_FILE])
+    if not (root / "tokenizer").is_dir():
+        raise FileNotFoundError(f"weights folder {root} is missing ['tokenizer/']")
+    tokenizer = IceTokenizer.from_pretrained(root / "tokenizer", device=device)
+    coglm = load_coglm(root / "coglm", device=device, dtype=dtype)
+    parts: dict[str, Any] = {"tokenizer": tokenizer, "coglm": coglm}
+    for name in ("dsr", "itersr"):
+        entry = manifest.get(name)
+        parts[name] = (
+            None
+            if entry is None
+            else load_sr(root / name, coglm, entry.get("shares_base"), device=device, dtype=dtype)
+        )
+    parts["cluster_labels"] = load_labels(
+        root / LABELS_FILE, num_codes=coglm.config.num_image_tokens
+    )
+    parts["config"] = manifest.get("config", {})
+    return parts

@@ -1,0 +1,54 @@
+"""`PipelineConfig`: batch sizes and limits of the pipeline (not of the models)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Pipeline-level settings.
+
+    Attributes:
+        compression: VQ-VAE compression of both token grids (8: 20×20 ↔ 160 px, 60×60 ↔ 480 px).
+        max_prompt_tokens: Longest formatted prompt (text ids, without BOI) accepted by stage 1
+            (109 in the release); DSR further limits it to ``DSRConfig.max_text_len`` (95).
+            Longer prompts are refused with ValueError, never silently truncated.
+        stage1_batch: Samples per stage-1 forward pass (8 in the release).
+        sr_batch: Samples per DSR/ITERSR forward pass (4 in the release).
+        caption_max_length: Tokens sampled at most by `CogView2Pipeline.caption`.
+        completion_upweight: Eq. (7) constant of the completion infilling (1.4).
+    """
+
+    compression: int = 8
+    max_prompt_tokens: int = 109
+    stage1_batch: int = 8
+    sr_batch: int = 4
+    caption_max_length: int = 32
+    completion_upweight: float = 1.4
+
+    def __post_init__(self) -> None:
+        for name in (
+            "compression",
+            "max_prompt_tokens",
+            "stage1_batch",
+            "sr_batch",
+            "caption_max_length",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dictionary."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
+        """Inverse of `to_dict` (unknown keys raise ValueError)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown PipelineConfig fields {unknown}; allowed: {sorted(names)}")
+        return cls(**d)

@@ -1,0 +1,25 @@
+"""Super-resolution models (DSR, ITERSR) and their attention functions."""
+
+from .attention import AttentionPlus, DSRAttention, ITERSRAttention, dsr_level0_mask
+from .config import DSRConfig, ITERSRConfig, config_from_json, config_to_json
+from .sr import (
+    DirectSuperResolution,
+    ExtraPositionEmbedding,
+    IterativeSuperResolution,
+    tile_extra_positions,
+)
+
+__all__ = [
+    "AttentionPlus",
+    "DSRAttention",
+    "DSRConfig",
+    "DirectSuperResolution",
+    "ExtraPositionEmbedding",
+    "ITERSRAttention",
+    "ITERSRConfig",
+    "IterativeSuperResolution",
+    "config_from_json",
+    "config_to_json",
+    "dsr_level0_mask",
+    "tile_extra_positions",
+]

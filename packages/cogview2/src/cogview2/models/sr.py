@@ -1,0 +1,217 @@
+"""Direct and iterative super-resolution models built on `coglm_core.CogLM` (§4, §5).
+
+Each model holds a *reference* to a base `CogLM` (its ``transformer.*`` weights) plus its own
+mixins, named as in the SAT checkpoints: ``mixins.extra_position_embedding.position_embeddings``
+(a 3600-row table for the hi-res tokens) and, for DSR only, ``mixins.attention_plus``. Several
+models may share one base object; `mixin_state_dict` never includes the base.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from coglm_core.transformer import CogLM
+
+from .attention import AttentionPlus, DSRAttention, ITERSRAttention, dsr_level0_mask
+from .config import DSRConfig, ITERSRConfig
+
+
+class ExtraPositionEmbedding(nn.Module):
+    """The ``extra_position_embedding`` mixin: one row per hi-res token."""
+
+    def __init__(self, num_positions: int, hidden_size: int) -> None:
+        super().__init__()
+        self.position_embeddings = nn.Embedding(num_positions, hidden_size)
+
+
+def _text_batch(text: Tensor, batch: int, slots: int, what: str) -> Tensor:
+    if text.dim() == 1:
+        text = text[None].expand(batch, -1)
+    if text.dim() != 2 or text.shape[0] != batch or text.dtype != torch.long:
+        raise ValueError(f"{what} text must be (n,) or ({batch}, n) long, got {tuple(text.shape)}")
+    if text.shape[1] > slots:
+        raise ValueError(f"{what} text has {text.shape[1]} tokens; at most {slots} fit")
+    return text
+
+
+class _SRBase(nn.Module):
+    base: CogLM
+
+    def __init__(self, base: CogLM, num_high: int) -> None:
+        super().__init__()
+        self.base = base
+        h = base.config.hidden_size
+        self.mixins = nn.ModuleDict(
+            {"extra_position_embedding": ExtraPositionEmbedding(num_high, h)}
+        )
+        std = base.config.init_std
+        nn.init.normal_(self.mixins["extra_position_embedding"].position_embeddings.weight, 0, std)
+        self.mixins.to(base.transformer.word_embeddings.weight)
+
+    @property
+    def extra_positions(self) -> Tensor:
+        """(num_high, H) extra position table."""
+        return self.mixins["extra_position_embedding"].position_embeddings.weight
+
+    def mixin_state_dict(self) -> dict[str, Tensor]:
+        """Mixin tensors under their SAT names (``mixins.*``), without the base weights."""
+        return {f"mixins.{k}": v for k, v in self.mixins.state_dict().items()}
+
+    def load_mixin_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load ``mixins.*`` tensors (other keys are ignored); missing or misshapen ones raise."""
+        own = self.mixins.state_dict()
+        sub = {k[len("mixins.") :]: v for k, v in state.items() if k.startswith("mixins.")}
+        missing = sorted(set(own) - set(sub))
+        if missing:
+            raise ValueError(
+                f"checkpoint lacks mixin tensors: {['mixins.' + m for m in missing[:5]]}"
+            )
+        for k, v in own.items():
+            if tuple(sub[k].shape) != tuple(v.shape):
+                raise ValueError(
+                    f"mixins.{k}: shape {tuple(sub[k].shape)}, expected {tuple(v.shape)}"
+                )
+        self.mixins.load_state_dict({k: sub[k] for k in own}, assign=True)
+
+    def _image_rows(self) -> tuple[int, int]:
+        return (0, self.base.config.num_image_tokens)
+
+
+class DirectSuperResolution(_SRBase):
+    """DSR: 20×20 tokens + text → logits of all 60×60 tokens in one forward pass (§4).
+
+    Args:
+        base: The base transformer (may be shared with the stage-1 model).
+        config: Layout.
+        backend: localattn backend (None = automatic).
+    """
+
+    def __init__(
+        self, base: CogLM, config: DSRConfig | None = None, *, backend: str | None = None
+    ) -> None:
+        config = config or DSRConfig()
+        super().__init__(base, config.num_high)
+        self.config = config
+        self.backend = backend
+        bc = base.config
+        self.mixins["attention_plus"] = AttentionPlus(bc.num_layers, bc.hidden_size).to(
+            base.transformer.word_embeddings.weight
+        )
+        self.init_attention_plus_from_base()
+
+    @torch.no_grad()
+    def init_attention_plus_from_base(self) -> None:
+        """Copy each base layer's attention into ``attention_plus`` (the SAT mixin ``reinit``)."""
+        plus = self.mixins["attention_plus"]
+        for i, layer in enumerate(self.base.transformer.layers):
+            plus.query_key_value[i].load_state_dict(layer.attention.query_key_value.state_dict())
+            plus.dense[i].load_state_dict(layer.attention.dense.state_dict())
+
+    def forward(self, text: Tensor, low_ids: Tensor) -> Tensor:
+        """Logits of every hi-res token.
+
+        Args:
+            text: (n,) or (B, n) long text ids without BOI, n <= ``config.max_text_len``.
+            low_ids: (B, low_grid²) or (B, low_grid, low_grid) long low-res image ids.
+
+        Returns:
+            (B, high_grid², num_image_tokens) float32 logits; row k is hi-res token k (no shift).
+        """
+        cfg, bc = self.config, self.base.config
+        low_ids = low_ids.reshape(low_ids.shape[0], -1)
+        batch, device = low_ids.shape[0], low_ids.device
+        if low_ids.shape[1] != cfg.low_grid**2:
+            raise ValueError(f"low_ids must hold {cfg.low_grid**2} tokens, got {low_ids.shape[1]}")
+        text = _text_batch(text.to(device), batch, cfg.max_text_len, "DSR")
+        n = text.shape[1]
+        n_pad = cfg.text_slots - n
+        ids0 = torch.cat([text.new_zeros(batch, n_pad), text, low_ids], dim=1)  # (B, L0)
+        pos0 = torch.cat(
+            [
+                torch.zeros(n_pad, dtype=torch.long, device=device),
+                torch.arange(n, device=device),
+                bc.image_position_offset + torch.arange(cfg.low_grid**2, device=device),
+            ]
+        )
+        emb0 = self.base.embed(ids0, pos0)  # (B, L0, H)
+        boi = self.base.transformer.word_embeddings.weight[bc.boi_id]
+        emb1 = (boi + self.extra_positions).expand(batch, -1, -1)  # (B, G², H)
+        mask0 = dsr_level0_mask(torch.full((batch,), n_pad, device=device), cfg)
+        attn = DSRAttention(cfg, mask0, self.mixins["attention_plus"], self.backend)
+        out = self.base(
+            None,
+            None,
+            inputs_embeds=torch.cat([emb0, emb1], 1),
+            attention_fn=attn,
+            return_logits=False,
+        )
+        return self.base.logits(out.hidden_states[:, cfg.level0_len :], self._image_rows())
+
+
+class IterativeSuperResolution(_SRBase):
+    """ITERSR: text (first 16 tokens) + 60×60 tokens, some replaced by BOI → logits of every
+    hi-res token (BERT-style, no shift) (§5).
+
+    Args:
+        base: The base transformer (ITERSR's own fine-tuned weights in the release).
+        config: Layout.
+        backend: localattn backend (None = automatic).
+    """
+
+    def __init__(
+        self, base: CogLM, config: ITERSRConfig | None = None, *, backend: str | None = None
+    ) -> None:
+        config = config or ITERSRConfig()
+        super().__init__(base, config.num_high)
+        self.config = config
+        self.backend = backend
+
+    def forward(self, text: Tensor, high_ids: Tensor) -> Tensor:
+        """Logits of every hi-res token.
+
+        Args:
+            text: (n,) or (B, n) long text ids, n <= ``config.text_slots`` (truncate first).
+            high_ids: (B, G²) or (B, G, G) long hi-res ids; positions to re-sample hold BOI.
+
+        Returns:
+            (B, G², num_image_tokens) float32 logits.
+        """
+        cfg = self.config
+        high_ids = high_ids.reshape(high_ids.shape[0], -1)
+        batch, device = high_ids.shape[0], high_ids.device
+        if high_ids.shape[1] != cfg.num_high:
+            raise ValueError(f"high_ids must hold {cfg.num_high} tokens, got {high_ids.shape[1]}")
+        text = _text_batch(text.to(device), batch, cfg.text_slots, "ITERSR")
+        n = text.shape[1]
+        n_pad = cfg.text_slots - n
+        ids_t = torch.cat([text.new_zeros(batch, n_pad), text], dim=1)
+        pos_t = torch.cat(
+            [torch.zeros(n_pad, dtype=torch.long, device=device), torch.arange(n, device=device)]
+        )
+        emb_t = self.base.embed(ids_t, pos_t)
+        emb_i = self.base.transformer.word_embeddings(high_ids) + self.extra_positions
+        text_mask = (torch.arange(cfg.text_slots, device=device) >= n_pad).expand(batch, -1)
+        attn = ITERSRAttention(cfg, text_mask, self.backend)
+        out = self.base(
+            None,
+            None,
+            inputs_embeds=torch.cat([emb_t, emb_i], 1),
+            attention_fn=attn,
+            return_logits=False,
+        )
+        return self.base.logits(out.hidden_states[:, cfg.text_slots :], self._image_rows())
+
+
+@torch.no_grad()
+def tile_extra_positions(base: CogLM, table: Tensor, low_grid: int, high_grid: int) -> None:
+    """Fill a hi-res position table by tiling the base low-res rows (the SAT mixin ``reinit``).
+
+    Reproduces the release's slice ``[boi_position, boi_position + low²)`` (off by one: it starts
+    at BOI's row, reference.md §4.5).
+    """
+    start = base.config.boi_position
+    old = base.transformer.position_embeddings.weight[start : start + low_grid**2]
+    reps = high_grid // low_grid
+    grid = old.reshape(low_grid, low_grid, -1).repeat(reps, reps, 1)
+    table.copy_(grid.reshape(high_grid * high_grid, -1))

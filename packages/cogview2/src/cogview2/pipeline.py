@@ -1,0 +1,440 @@
+"""`CogView2Pipeline`: text → 20×20 → 60×60 → 480 px, completion and captioning (diffusers style)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from coglm_core.generation import UNKNOWN
+from coglm_core.infilling import infill
+from coglm_core.transformer import CogLM
+from icetk import IceTokenizer
+
+from . import _weights as W
+from .config import PipelineConfig
+from .images import ImageLike, image_to_tensor, tokens_to_images
+from .models.sr import DirectSuperResolution, IterativeSuperResolution
+from .outputs import CogView2Output
+from .recipes import SamplingRecipe, get_recipe
+from .stages.caption import generate_caption_ids
+from .stages.coarse import generate_low_res, stage1_sampler
+from .stages.completion import Box, box_grid_mask
+from .stages.inverse_prompt import caption_scores
+from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
+
+STAGES = ("coarse", "dsr", "itersr")
+BOI_TOKEN = "<start_of_image>"
+OutputType = Literal["pil", "pt", "tokens"]
+LANGUAGES = {"english": ("common", "english"), "chinese": ("common", "chinese")}
+
+
+class CogView2Pipeline:
+    """The hierarchical CogView2 pipeline with injected components.
+
+    Args:
+        tokenizer: `icetk.IceTokenizer` (text + VQ-VAE).
+        coglm: Stage-1 `CogLM` (also captioning and inverse-prompt scoring).
+        dsr: Direct super-resolution model, or None (then only stage 1 can run).
+        itersr: Iterative super-resolution model, or None.
+        cluster_labels: (num_image_tokens,) int64 cluster of every image id.
+        config: Pipeline settings.
+
+    Raises:
+        ValueError: the components disagree (vocabulary layout, grids, label count).
+    """
+
+    def __init__(
+        self,
+        tokenizer: IceTokenizer,
+        coglm: CogLM,
+        dsr: DirectSuperResolution | None,
+        itersr: IterativeSuperResolution | None,
+        cluster_labels: Tensor,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.tokenizer, self.coglm, self.dsr, self.itersr = tokenizer, coglm, dsr, itersr
+        self.cluster_labels = torch.as_tensor(cluster_labels).long().cpu()
+        self.config = config or PipelineConfig()
+        self._check_components()
+        for model in (coglm, dsr, itersr):
+            if model is not None:
+                model.eval()
+
+    def _check_components(self) -> None:
+        cfg, lay = self.coglm.config, self.tokenizer.layout
+        problems = []
+        if cfg.num_image_tokens != lay.num_image_tokens:
+            problems.append(
+                f"CogLM has {cfg.num_image_tokens} image ids, tokenizer {lay.num_image_tokens}"
+            )
+        if (cfg.boi_id, cfg.boe_id, cfg.boc_id) != (lay.boi_id, lay.boe_id, lay.boc_id):
+            problems.append("CogLM and tokenizer disagree on the BOI/BOE/BOC ids")
+        if cfg.vocab_size < lay.vocab_size:
+            problems.append(f"CogLM vocab_size {cfg.vocab_size} < tokenizer's {lay.vocab_size}")
+        if self.cluster_labels.shape != (cfg.num_image_tokens,):
+            problems.append(
+                f"cluster_labels must be ({cfg.num_image_tokens},), got {tuple(self.cluster_labels.shape)}"
+            )
+        if self.dsr is not None and self.dsr.config.low_grid != cfg.image_grid_size:
+            problems.append(
+                f"DSR low_grid {self.dsr.config.low_grid} != CogLM grid {cfg.image_grid_size}"
+            )
+        if (
+            self.dsr is not None
+            and self.itersr is not None
+            and self.dsr.config.high_grid != self.itersr.config.high_grid
+        ):
+            problems.append("DSR and ITERSR high grids differ")
+        if problems:
+            raise ValueError("inconsistent pipeline components: " + "; ".join(problems))
+
+    # ----------------------------------------------------------------------------- sizes
+    @property
+    def low_grid(self) -> int:
+        """Side of the stage-1 token grid (20)."""
+        return self.coglm.config.image_grid_size
+
+    @property
+    def high_grid(self) -> int:
+        """Side of the super-resolution token grid (60)."""
+        sr = self.dsr or self.itersr
+        return sr.config.high_grid if sr is not None else 3 * self.low_grid
+
+    @property
+    def low_image_size(self) -> int:
+        """Pixel side of a stage-1 image (160)."""
+        return self.low_grid * self.config.compression
+
+    @property
+    def image_size(self) -> int:
+        """Pixel side of the output images (480)."""
+        return self.high_grid * self.config.compression
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the stage-1 weights."""
+        return self.coglm.transformer.word_embeddings.weight.device
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> CogView2Pipeline:
+        """Move the transformers (and the VQ-VAE's device) in place; shared bases move once."""
+        for model in (self.coglm, self.dsr, self.itersr):
+            if model is not None:
+                model.to(device=device, dtype=dtype)
+        if device is not None:
+            self.tokenizer.image.model.to(device)
+        return self
+
+    # ----------------------------------------------------------------------------- prompts
+    def encode_prompt(self, prompt: str, style: str | SamplingRecipe = "mainbody") -> list[int]:
+        """Text ids of the formatted prompt (without BOI); ValueError when empty or too long."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("prompt is empty; give a text such as 'a red apple'")
+        text = get_recipe(style).format(prompt)
+        # As the release: encode the template with the literal BOI piece in one pass, so pieces
+        # at the end of the text are segmented exactly as there; then drop the trailing BOI.
+        lay = self.tokenizer.layout
+        ids = self.tokenizer.encode_text(text + BOI_TOKEN)
+        # (a tokenizer that does not emit the literal as one piece: encode the text alone)
+        ids = ids[:-1] if ids and ids[-1] == lay.boi_id else self.tokenizer.encode_text(text)
+        limit = self.max_prompt_tokens
+        if len(ids) > limit:
+            raise ValueError(
+                f"prompt is {len(ids)} tokens after the style template; at most {limit} are "
+                "accepted (shorten it, or use style='none')"
+            )
+        return ids
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """Longest formatted prompt accepted (min of the stage-1 and DSR limits)."""
+        cfg = self.coglm.config
+        limit = min(self.config.max_prompt_tokens, cfg.boi_position)
+        if self.dsr is not None:
+            limit = min(limit, self.dsr.config.max_text_len)
+        return limit
+
+    # ----------------------------------------------------------------------------- text → image
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        *,
+        num_images: int = 1,
+        style: str | SamplingRecipe = "mainbody",
+        generator: torch.Generator | None = None,
+        stages: Sequence[str] = STAGES,
+        output_type: OutputType = "pil",
+        progress: bool = True,
+        score: bool = True,
+        post_select: bool = False,
+    ) -> CogView2Output:
+        """Generate images for one prompt.
+
+        Args:
+            prompt: Raw text (the style template is applied here).
+            num_images: Number of images (any positive number; no remainder is dropped).
+            style: A name of `RECIPES` or a `SamplingRecipe`.
+            generator: Random source; the same seed gives the same tokens.
+            stages: ``("coarse",)``, ``("coarse", "dsr")`` or ``("coarse", "dsr", "itersr")``.
+            output_type: "pil", "pt" ((N, 3, S, S) float32 in [0, 1]) or "tokens" (no decoding).
+            progress: Progress bars.
+            score: Compute inverse-prompt scores (caption log-likelihood of the raw prompt).
+            post_select: Sort the images by score, best first (needs ``score``).
+
+        Returns:
+            `CogView2Output`.
+        """
+        recipe = get_recipe(style)
+        stages = self._check_stages(stages)
+        self._check_output(output_type)
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be an int >= 1, got {num_images!r}")
+        text_ids = self.encode_prompt(prompt, recipe)
+        bar = tqdm(total=len(stages), desc="cogview2", disable=not progress)
+        bar.set_postfix_str("stage 1 (text → low-res tokens)")
+        low = generate_low_res(
+            self.coglm,
+            text_ids,
+            num_images=num_images,
+            recipe=recipe,
+            labels=self.cluster_labels,
+            generator=generator,
+            max_batch=self.config.stage1_batch,
+            progress=progress,
+        )
+        bar.update()
+        scores = None
+        if score or post_select:
+            scores = caption_scores(
+                self.coglm,
+                low,
+                self.tokenizer.encode_text(prompt),
+                separator_id=self.coglm.config.boc_id,
+                max_batch=self.config.stage1_batch,
+            )
+        tokens = low
+        if "dsr" in stages:
+            bar.set_postfix_str("direct super-resolution")
+            tokens = direct_super_resolution(
+                self.dsr,
+                text_ids,
+                low,
+                recipe=recipe,
+                labels=self.cluster_labels,  # type: ignore[arg-type]
+                generator=generator,
+                max_batch=self.config.sr_batch,
+            )
+            bar.update()
+        if "itersr" in stages:
+            bar.set_postfix_str("iterative super-resolution (LoPAR)")
+            tokens = iterative_super_resolution(
+                self.itersr,
+                text_ids,
+                tokens,
+                generator=generator,
+                max_batch=self.config.sr_batch,  # type: ignore[arg-type]
+            )
+            bar.update()
+        bar.close()
+        if post_select:
+            if scores is None:
+                raise ValueError("post_select needs score=True")
+            order = torch.argsort(scores, descending=True, stable=True)
+            tokens, low, scores = tokens[order], low[order], scores[order]
+        return self._output(tokens, low, scores, output_type)
+
+    def _check_stages(self, stages: Sequence[str]) -> tuple[str, ...]:
+        stages = tuple(stages)
+        allowed = [STAGES[:i] for i in range(1, 4)]
+        if stages not in allowed:
+            raise ValueError(f"stages must be one of {allowed}, got {stages}")
+        if "dsr" in stages and self.dsr is None:
+            raise ValueError("stage 'dsr' requested but the pipeline has no DSR model")
+        if "itersr" in stages and self.itersr is None:
+            raise ValueError("stage 'itersr' requested but the pipeline has no ITERSR model")
+        return stages
+
+    @staticmethod
+    def _check_output(output_type: str) -> None:
+        if output_type not in ("pil", "pt", "tokens"):
+            raise ValueError(f"output_type must be 'pil', 'pt' or 'tokens', got {output_type!r}")
+
+    def decode(self, tokens: Tensor, output_type: OutputType = "pt") -> list[Image.Image] | Tensor:
+        """Decode (N, g, g) or (N, g²) ids to images of side ``image_size`` (low-res ids are
+        decoded at their size and nearest-resized, as the release's ``--only-first-stage``)."""
+        return tokens_to_images(
+            self.tokenizer, tokens, self.config.compression, self.image_size, output_type
+        )
+
+    def _output(
+        self, tokens: Tensor, low: Tensor, scores: Tensor | None, output_type: OutputType
+    ) -> CogView2Output:
+        images = None if output_type == "tokens" else self.decode(tokens, output_type)
+        side = round(tokens.shape[1] ** 0.5)
+        return CogView2Output(
+            images=images,
+            tokens=tokens.reshape(-1, side, side).cpu(),
+            low_res_tokens=low.reshape(-1, self.low_grid, self.low_grid).cpu(),
+            scores=scores,
+        )
+
+    def _encode(self, x: Tensor, side: int) -> Tensor:
+        """(1, 3, S, S) → (1, g, g) ids at pixel side ``side``."""
+        if x.shape[-1] != side:
+            x = F.interpolate(
+                x, size=(side, side), mode="bilinear", antialias=True, align_corners=False
+            )
+        return self.tokenizer.encode_image(x.clamp(0, 1), compression=self.config.compression)
+
+    # ----------------------------------------------------------------------------- completion
+    @torch.no_grad()
+    def complete(
+        self,
+        image: ImageLike,
+        box: Box,
+        prompt: str,
+        *,
+        num_images: int = 4,
+        style: str | SamplingRecipe = "none",
+        generator: torch.Generator | None = None,
+        output_type: OutputType = "pil",
+        progress: bool = True,
+    ) -> CogView2Output:
+        """Regenerate the inside of ``box`` guided by ``prompt``; tokens outside stay as encoded.
+
+        Args:
+            image: RGB PIL image or (3, S, S) tensor in [0, 1], S = ``image_size`` (480).
+            box: ``(top, left, bottom, right)`` fractions of the side, rows first.
+            prompt: Text describing the whole image.
+            num_images: Samples.
+            style: Recipe (``"none"`` as in the release's completion script).
+            generator: Random source.
+            output_type: As in `__call__`.
+            progress: Progress bar.
+
+        Returns:
+            `CogView2Output`; ``tokens`` are the (N, 60, 60) final ids: outside the box's token
+            cells they equal the encoded input image bit for bit.
+        """
+        if self.dsr is None or self.itersr is None:
+            raise ValueError("completion needs the DSR and ITERSR models")
+        self._check_output(output_type)
+        recipe = get_recipe(style)
+        x = image_to_tensor(image, [self.image_size])
+        low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
+        high_mask = box_grid_mask(box, self.image_size, self.high_grid)
+        text_ids = self.encode_prompt(prompt, recipe)
+        device = self.device
+        bar = tqdm(total=3, desc="cogview2 complete", disable=not progress)
+        low = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
+        low = low.masked_fill(low_mask.to(device), UNKNOWN).expand(num_images, -1).contiguous()
+        prefix = torch.tensor([*text_ids, self.coglm.config.boi_id], device=device)
+        sampler = stage1_sampler(self.cluster_labels, recipe)
+        low = infill(
+            self.coglm,
+            prefix,
+            low,
+            sampler=sampler,
+            generator=generator,
+            per_region=False,
+            upweight=recipe.attn_plus,
+        )
+        bar.update()
+        high = direct_super_resolution(
+            self.dsr,
+            text_ids,
+            low,
+            recipe=recipe,
+            labels=self.cluster_labels,
+            generator=generator,
+            max_batch=self.config.sr_batch,
+        )
+        bar.update()
+        original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
+        high = torch.where(high_mask.flatten().to(high.device), high, original)
+        high = iterative_super_resolution(
+            self.itersr,
+            text_ids,
+            high,
+            generator=generator,
+            input_mask=high_mask,
+            max_batch=self.config.sr_batch,
+        )
+        bar.update()
+        bar.close()
+        return self._output(high, low, None, output_type)
+
+    # ----------------------------------------------------------------------------- captioning
+    @torch.no_grad()
+    def caption(
+        self,
+        image: ImageLike,
+        *,
+        language: Literal["english", "chinese"] = "english",
+        max_length: int | None = None,
+        temperature: float = 1.0,
+        num_captions: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> list[str]:
+        """Describe an image in English (BOE) or Chinese (BOC) with the stage-1 model.
+
+        Args:
+            image: RGB PIL image or (3, S, S) tensor in [0, 1] with S = 160 or 480.
+            language: "english" or "chinese"; sampling is restricted to that language's ids.
+            max_length: Tokens at most (default ``config.caption_max_length``).
+            temperature: Sampling temperature.
+            num_captions: Captions to sample.
+            generator: Random source.
+
+        Returns:
+            ``num_captions`` strings.
+        """
+        if language not in LANGUAGES:
+            raise ValueError(f"language must be one of {list(LANGUAGES)}, got {language!r}")
+        x = image_to_tensor(image, sorted({self.low_image_size, self.image_size}))
+        ids = self._encode(x, self.low_image_size).reshape(1, -1).expand(num_captions, -1)
+        lay = self.tokenizer.layout
+        allowed = lay.allowed_ids(LANGUAGES[language], vocab_size=self.coglm.config.vocab_size)
+        captions = generate_caption_ids(
+            self.coglm,
+            ids,
+            separator_id=lay.language_tag_id(language),
+            allowed_ids=allowed,
+            max_length=max_length or self.config.caption_max_length,
+            temperature=temperature,
+            generator=generator,
+        )
+        return [self.tokenizer.decode_text(c) for c in captions]
+
+    # ----------------------------------------------------------------------------- weights
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """Write the pipeline folder (see `cogview2._weights`); shared bases are written once."""
+        return W.save_pipeline(self, Path(path))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> CogView2Pipeline:
+        """Load a folder written by `save_pretrained` (or by `convert_official`).
+
+        Raises:
+            FileNotFoundError: the folder or one of its files is missing (all are named).
+            ValueError: wrong format or inconsistent components.
+        """
+        parts = W.load_pipeline(Path(path), device=device, dtype=dtype)
+        config = PipelineConfig.from_dict(parts.pop("config"))
+        return cls(**parts, config=config)

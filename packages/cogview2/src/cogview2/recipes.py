@@ -1,0 +1,79 @@
+"""Style recipes of the released text-to-image script (reference.md §3.1) as frozen data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class SamplingRecipe:
+    """Prompt template and sampling constants of one style.
+
+    Attributes:
+        name: Style name (``"mainbody"``, ``"flat"``, ...).
+        template: Prompt template; ``{}`` is the raw prompt. The released templates end with
+            ``<start_of_image>``; here the BOI id is appended by the stage instead, so the
+            template holds only the text part (see docs/deviations.md).
+        attn_plus: Upweighting added to the scores of text columns in stage 1 (paper eq. 7).
+        temp_all_gen: Stage-1 temperature T1 (before the cluster masses).
+        topk_gen: Stage-1 number of clusters kept.
+        temp_cluster_gen: Stage-1 in-cluster temperature factor T2.
+        temp_all_dsr: DSR temperature T1. The release passes 1.0 regardless (§4.4).
+        topk_dsr: DSR number of clusters kept.
+        temp_cluster_dsr: DSR in-cluster temperature factor T2.
+    """
+
+    name: str
+    template: str
+    attn_plus: float = 1.4
+    temp_all_gen: float = 1.15
+    topk_gen: int = 16
+    temp_cluster_gen: float = 1.0
+    temp_all_dsr: float = 1.0
+    topk_dsr: int = 100
+    temp_cluster_dsr: float = 0.89
+
+    def format(self, prompt: str) -> str:
+        """The text part of the prompt for this style (``template.format(prompt)``)."""
+        return self.template.format(prompt)
+
+
+def _flat_like(name: str, template: str) -> SamplingRecipe:
+    return SamplingRecipe(name, template, temp_all_gen=1.1, topk_dsr=5, temp_cluster_dsr=0.4)
+
+
+RECIPES: MappingProxyType[str, SamplingRecipe] = MappingProxyType(
+    {
+        "none": SamplingRecipe("none", "{}"),
+        "mainbody": SamplingRecipe("mainbody", "{} 高清摄影 隔绝"),
+        "photo": SamplingRecipe("photo", "{} 高清摄影"),
+        "flat": _flat_like("flat", "{} 平面风格"),
+        "comics": _flat_like("comics", "{} 漫画 隔绝"),
+        "oil": SamplingRecipe("oil", "{} 油画风格"),
+        "sketch": SamplingRecipe("sketch", "{} 素描风格", temp_all_gen=1.1),
+        "isometric": SamplingRecipe("isometric", "{} 等距矢量图", temp_all_gen=1.1),
+        "chinese": SamplingRecipe("chinese", "{} 水墨国画", temp_all_gen=1.12),
+        "watercolor": SamplingRecipe("watercolor", "{} 水彩画风格"),
+    }
+)
+"""Every released style (reference.md §3.1). The dead parameters ``temp_all_itersr`` and
+``topk_itersr`` are not carried; ``temp_all_dsr`` is 1.0, the value the release actually uses."""
+
+
+def get_recipe(style: str | SamplingRecipe) -> SamplingRecipe:
+    """Look a style up by name (or pass a `SamplingRecipe` through).
+
+    Raises:
+        ValueError: unknown style name; the message lists the known ones.
+    """
+    if isinstance(style, SamplingRecipe):
+        return style
+    if style not in RECIPES:
+        raise ValueError(f"unknown style {style!r}; known styles: {sorted(RECIPES)}")
+    return RECIPES[style]
+
+
+def custom_recipe(base: str = "none", **changes: object) -> SamplingRecipe:
+    """A copy of a named recipe with some fields changed (e.g. ``template="{}"``)."""
+    return replace(get_recipe(base), **changes)  # type: ignore[arg-type]

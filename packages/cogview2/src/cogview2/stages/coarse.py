@@ -1,0 +1,86 @@
+"""Stage 1: text → low-resolution tokens with cached autoregression (reference.md §3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cluster_sampling import ClusterSampler
+from coglm_core.generation import generate
+from coglm_core.masks import text_image_generation_mask, text_upweighting_bias
+from coglm_core.positions import text_image_position_ids
+from coglm_core.transformer import CogLM
+
+from ..recipes import SamplingRecipe
+from ._batching import batch_sizes
+
+
+def stage1_sampler(labels: Tensor, recipe: SamplingRecipe) -> ClusterSampler:
+    """Cluster sampler of stage 1 (``topk_gen`` clusters, ``temp_all_gen``, ``temp_cluster_gen``).
+
+    ``topk_gen`` is capped at the number of clusters (only matters for small test codebooks).
+    """
+    num_clusters = int(labels.max()) + 1
+    return ClusterSampler(
+        labels, min(recipe.topk_gen, num_clusters), recipe.temp_all_gen, recipe.temp_cluster_gen
+    )
+
+
+@torch.no_grad()
+def generate_low_res(
+    model: CogLM,
+    text_ids: list[int],
+    *,
+    num_images: int,
+    recipe: SamplingRecipe,
+    labels: Tensor,
+    generator: torch.Generator | None = None,
+    max_batch: int = 8,
+    progress: bool = False,
+) -> Tensor:
+    """Sample ``num_images`` low-resolution token grids for one prompt.
+
+    Sequence ``[text, BOI, x_0 .. x_{n-1}]``: bidirectional text, causal image, ``attn_plus`` added
+    to the scores of the text columns, cluster sampling over the image logits only.
+
+    Args:
+        model: Stage-1 CogLM (eval mode).
+        text_ids: Text ids of the formatted prompt, without BOI.
+        num_images: Samples to draw (any positive number; batches of ``max_batch``).
+        recipe: Sampling constants.
+        labels: (num_image_tokens,) cluster label of every image id.
+        generator: Random source.
+        max_batch: Samples per forward pass (8 in the release).
+        progress: tqdm bar per batch.
+
+    Returns:
+        (num_images, grid²) long image ids.
+    """
+    cfg = model.config
+    device = model.transformer.word_embeddings.weight.device
+    n, image_len = len(text_ids), cfg.num_image_positions
+    if n == 0:
+        raise ValueError("the prompt encodes to no text tokens")
+    total = n + 1 + image_len
+    positions = text_image_position_ids(n, cfg, device=device)
+    mask = text_image_generation_mask(n, image_len, device=device)
+    bias = text_upweighting_bias(total, n, recipe.attn_plus, device=device)
+    sampler = stage1_sampler(labels, recipe)
+    prefix = torch.tensor([*text_ids, cfg.boi_id], dtype=torch.long, device=device)
+    outs = []
+    for size in batch_sizes(num_images, max_batch):
+        tokens = torch.full((size, total), -1, dtype=torch.long, device=device)
+        tokens[:, : n + 1] = prefix
+        filled = generate(
+            model,
+            tokens,
+            positions,
+            attention_mask=mask,
+            attention_bias=bias,
+            sampler=sampler,
+            generator=generator,
+            logits_range=(0, cfg.num_image_tokens),
+            progress=progress,
+        )
+        outs.append(filled[:, n + 1 :])
+    return torch.cat(outs)

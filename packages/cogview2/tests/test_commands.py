@@ -1,0 +1,58 @@
+"""The pipeline CLI commands, through a parser built like cli.py's."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from PIL import Image
+
+from cogview2._commands import add_pipeline_commands
+
+
+def _run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="cogview2")
+    add_pipeline_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_generate_writes_one_png_per_image_and_a_grid(tmp_path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red apple\n\n熊猫\n", encoding="utf-8")
+    assert (
+        _run(
+            "generate",
+            "--prompts-file",
+            str(prompts),
+            "-n",
+            "2",
+            "--seed",
+            "0",
+            "-o",
+            str(tmp_path / "out"),
+            "--tiny",
+            "--quiet",
+            "--stages",
+            "coarse",
+        )
+        == 0
+    )
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [
+        "000-a-red-apple-0.png",
+        "000-a-red-apple-1.png",
+        "000-a-red-apple-grid.png",
+        "001-熊猫-0.png",
+        "001-熊猫-1.png",
+        "001-熊猫-grid.png",
+    ]
+    with Image.open(tmp_path / "out" / "000-a-red-apple-grid.png") as grid:
+        assert grid.size == (192, 96)
+
+
+def test_missing_weights_and_prompt_are_clear_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="--weights DIR"):
+        _run("info", "--weights", str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="give a prompt"):
+        _run("generate", "--weights", str(tmp_path / "none"))

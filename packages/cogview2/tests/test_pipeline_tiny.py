@@ -1,0 +1,149 @@
+"""End-to-end behaviour of the tiny random-weight pipeline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from cogview2.lopar import tiled_order
+from cogview2.stages.super_resolution import iterative_super_resolution
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("num_images", [1, 5])
+def test_generation_gives_the_right_number_and_size_of_images(tiny_pipe, num_images: int) -> None:
+    out = tiny_pipe("a red apple", num_images=num_images, generator=_gen(0), progress=False)
+    assert len(out.images) == num_images  # 5 is not a multiple of the SR batch of 4
+    assert all(im.size == (96, 96) and im.mode == "RGB" for im in out.images)
+    assert out.tokens.shape == (num_images, 12, 12)
+    assert out.low_res_tokens.shape == (num_images, 4, 4)
+    assert out.scores.shape == (num_images,) and torch.isfinite(out.scores).all()
+    assert int(out.tokens.max()) < 64 and int(out.tokens.min()) >= 0
+
+
+def test_same_seed_same_tokens_different_seed_different(tiny_pipe) -> None:
+    kw = dict(num_images=3, progress=False, output_type="tokens")
+    a = tiny_pipe("a cute panda", generator=_gen(7), **kw)
+    b = tiny_pipe("a cute panda", generator=_gen(7), **kw)
+    c = tiny_pipe("a cute panda", generator=_gen(8), **kw)
+    assert a.images is None
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.low_res_tokens, b.low_res_tokens)
+    assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_stage_subsets_and_pt_output(tiny_pipe) -> None:
+    low = tiny_pipe(
+        "a cat", stages=("coarse",), output_type="pt", generator=_gen(1), progress=False
+    )
+    assert low.images.shape == (1, 3, 96, 96) and low.tokens.shape == (1, 4, 4)
+    assert float(low.images.min()) >= 0.0 and float(low.images.max()) <= 1.0
+    dsr = tiny_pipe(
+        "a cat", stages=("coarse", "dsr"), output_type="tokens", generator=_gen(1), progress=False
+    )
+    assert dsr.tokens.shape == (1, 12, 12)
+    assert torch.equal(dsr.low_res_tokens, low.low_res_tokens)  # same seed, same stage-1 draws
+
+
+def test_post_select_sorts_by_score(tiny_pipe) -> None:
+    out = tiny_pipe(
+        "a cat",
+        num_images=4,
+        stages=("coarse",),
+        output_type="tokens",
+        generator=_gen(2),
+        progress=False,
+        post_select=True,
+    )
+    assert torch.all(out.scores[:-1] >= out.scores[1:])
+
+
+def test_lopar_keeps_context_and_changes_only_scheduled_positions(tiny_pipe) -> None:
+    itersr = tiny_pipe.itersr
+    high = torch.randint(0, 64, (2, 144), generator=_gen(3))
+    seen: list[tuple[int, torch.Tensor]] = []
+    out = iterative_super_resolution(
+        itersr,
+        [70, 71, 72],
+        high,
+        generator=_gen(4),
+        on_pass=lambda t, m: seen.append((t, m.clone())),
+    )
+    order = tiled_order(12).flatten()
+    assert [t for t, _ in seen] == [1, 2, 3, 4, 5, 6]
+    for t, mask in seen:
+        assert torch.equal(mask[0].flatten(), order >= t)
+    kept = order <= 0
+    assert torch.equal(out[:, kept], high[:, kept])
+
+
+def test_completion_keeps_context_tokens_bit_identical(tiny_pipe) -> None:
+    image = tiny_pipe("a red apple", generator=_gen(5), progress=False).images[0]
+    box = (0.25, 0.25, 0.75, 0.5)
+    out = tiny_pipe.complete(
+        image,
+        box,
+        "a red apple",
+        num_images=2,
+        generator=_gen(6),
+        output_type="tokens",
+        progress=False,
+    )
+    original = tiny_pipe.tokenizer.encode_image(image, compression=8)[0]  # (12, 12)
+    inside = torch.zeros(12, 12, dtype=torch.bool)
+    inside[3:9, 3:6] = True
+    assert out.tokens.shape == (2, 12, 12)
+    assert torch.equal(out.tokens[:, ~inside], original[~inside].expand(2, -1))
+    assert not torch.equal(out.tokens[:, inside], original[inside].expand(2, -1))
+
+
+def test_caption_returns_text(tiny_pipe) -> None:
+    image = Image.new("RGB", (96, 96), (200, 30, 30))
+    caps = tiny_pipe.caption(image, language="chinese", num_captions=2, generator=_gen(0))
+    assert len(caps) == 2 and all(isinstance(c, str) for c in caps)
+    lay = tiny_pipe.tokenizer.layout
+    ids = tiny_pipe.tokenizer.encode_text(caps[0]) if caps[0] else []
+    assert all(lay.language_of(i) in ("common", "chinese") for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(prompt=""), "prompt is empty"),
+        (dict(prompt="   "), "prompt is empty"),
+        (dict(prompt="apple " * 200), "at most"),
+        (dict(prompt="x", style="anime"), "unknown style"),
+        (dict(prompt="x", stages=("dsr",)), "stages must be one of"),
+        (dict(prompt="x", output_type="png"), "output_type"),
+        (dict(prompt="x", num_images=0), "num_images"),
+    ],
+)
+def test_bad_generation_input(tiny_pipe, kwargs, match) -> None:
+    prompt = kwargs.pop("prompt")
+    with pytest.raises(ValueError, match=match):
+        tiny_pipe(prompt, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("image", "box", "match"),
+    [
+        (Image.new("RGB", (50, 96)), (0.2, 0.2, 0.6, 0.6), "expected a square"),
+        (Image.new("RGBA", (96, 96)), (0.2, 0.2, 0.6, 0.6), "convert it"),
+        (torch.rand(3, 64, 64), (0.2, 0.2, 0.6, 0.6), "tensor must be"),
+        (Image.new("RGB", (96, 96)), (0.2, 0.2, 1.3, 0.6), "box"),
+        (Image.new("RGB", (96, 96)), (0.6, 0.2, 0.2, 0.6), "box"),
+        (Image.new("RGB", (96, 96)), (0.5, 0.5, 0.501, 0.501), "covers no"),
+    ],
+)
+def test_bad_completion_input(tiny_pipe, image, box, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny_pipe.complete(image, box, "a cat", progress=False)
+
+
+def test_to_moves_in_place_and_keeps_the_shared_base(tiny_pipe) -> None:
+    assert tiny_pipe.to("cpu", torch.float32) is tiny_pipe
+    assert tiny_pipe.dsr.base is tiny_pipe.coglm and tiny_pipe.device == torch.device("cpu")
+    assert tiny_pipe.max_prompt_tokens == 47  # min(109, boi_position 64, DSR text_slots 48 - 1)

@@ -1,0 +1,111 @@
+"""Style recipes, the LoPAR order matrix and schedule, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cogview2.lopar import NUM_PASSES, ORDER_MATRIX, PASS_TOP_K, final_pass, pass_mask, tiled_order
+from cogview2.recipes import RECIPES, get_recipe
+from cogview2.stages._batching import batch_sizes
+
+
+def test_recipes_match_reference_table() -> None:
+    assert set(RECIPES) == {
+        "none",
+        "mainbody",
+        "photo",
+        "flat",
+        "comics",
+        "oil",
+        "sketch",
+        "isometric",
+        "chinese",
+        "watercolor",
+    }
+    main = RECIPES["mainbody"]
+    assert main.format("猫") == "猫 高清摄影 隔绝"
+    assert (main.attn_plus, main.temp_all_gen, main.topk_gen, main.temp_cluster_gen) == (
+        1.4,
+        1.15,
+        16,
+        1.0,
+    )
+    assert (main.temp_all_dsr, main.topk_dsr, main.temp_cluster_dsr) == (1.0, 100, 0.89)
+    for name in ("flat", "comics"):
+        r = RECIPES[name]
+        assert (r.temp_all_gen, r.topk_dsr, r.temp_cluster_dsr) == (1.1, 5, 0.4)
+    assert RECIPES["chinese"].temp_all_gen == 1.12 and RECIPES["sketch"].temp_all_gen == 1.1
+    assert RECIPES["none"].format("x") == "x"
+
+
+def test_unknown_style_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown style 'anime'.*mainbody"):
+        get_recipe("anime")
+
+
+def test_order_matrix_verbatim_counts() -> None:
+    m = torch.tensor(ORDER_MATRIX)
+    counts = {v: int((m == v).sum()) for v in range(-2, 7)}
+    assert counts == {-2: 4, -1: 6, 0: 3, 1: 4, 2: 4, 3: 5, 4: 4, 5: 4, 6: 2}
+    assert [int((m >= t).sum()) for t in range(1, 7)] == [23, 19, 15, 10, 6, 2]
+    assert PASS_TOP_K == (40, 40, 40, 20, 20, 10) and NUM_PASSES == 6
+
+
+def _simulate(grid: int) -> torch.Tensor:
+    """Pass after which each position last changed (0 = never), by running the masks."""
+    order = tiled_order(grid)
+    last = torch.zeros(grid, grid, dtype=torch.long)
+    for t in range(1, NUM_PASSES + 1):
+        last[pass_mask(order, t)] = t
+    return last
+
+
+def test_schedule_finalises_each_position_once_where_the_matrix_says() -> None:
+    grid = 12
+    last = _simulate(grid)
+    order = tiled_order(grid)
+    assert torch.equal(last, final_pass(order))
+    assert torch.equal(order, torch.tensor(ORDER_MATRIX).repeat(2, 2))
+    # every regenerated position is final in exactly one pass; kept ones in none
+    finals = torch.stack([last == t for t in range(1, NUM_PASSES + 1)])
+    assert torch.equal(finals.sum(0), (order >= 1).long())
+    # a position masked in pass t is masked in every earlier pass (it stays masked until final)
+    for t in range(2, NUM_PASSES + 1):
+        assert not (pass_mask(order, t) & ~pass_mask(order, t - 1)).any()
+
+
+def test_no_two_adjacent_positions_final_in_the_same_pass_except_the_documented_pair() -> None:
+    grid = 12
+    last = _simulate(grid)
+    pairs = set()
+    for r in range(grid):
+        for c in range(grid):
+            for dr, dc in ((0, 1), (1, 0)):
+                r2, c2 = r + dr, c + dc
+                if r2 < grid and c2 < grid and last[r, c] > 0 and last[r, c] == last[r2, c2]:
+                    pairs.add(((r % 6, c % 6), (r2 % 6, c2 % 6), int(last[r, c])))
+    # only (5,4) with (0,4) of the tile below, both value 3, across the tile boundary
+    assert pairs == {((5, 4), (0, 4), 3)}
+
+
+def test_input_mask_restricts_the_passes() -> None:
+    order = tiled_order(6)
+    keep = torch.zeros(6, 6, dtype=torch.bool)
+    keep[2:4, 2:4] = True
+    for t in range(1, 7):
+        assert not (pass_mask(order, t, keep) & ~keep).any()
+
+
+def test_bad_grid_and_step() -> None:
+    with pytest.raises(ValueError, match="multiple of 6"):
+        tiled_order(10)
+    with pytest.raises(ValueError, match="step=7"):
+        pass_mask(tiled_order(6), 7)
+
+
+@pytest.mark.parametrize(
+    ("total", "size", "want"), [(5, 4, [4, 1]), (8, 4, [4, 4]), (3, 8, [3]), (0, 4, [])]
+)
+def test_batch_sizes_never_drop_the_remainder(total: int, size: int, want: list[int]) -> None:
+    assert batch_sizes(total, size) == want
