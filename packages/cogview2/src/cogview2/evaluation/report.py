@@ -1,0 +1,72 @@
+"""The markdown report of ``cogview2 eval``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RESULTS_JSON", "RESULTS_MD", "SAMPLES_PNG", "render_markdown"]
+
+RESULTS_MD = "eval-results.md"
+RESULTS_JSON = "eval-results.json"
+SAMPLES_PNG = "eval-samples.png"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """The results table (every number comes from ``r``, the output of `run_evaluation`)."""
+    c, f, q = r["classifier"], r["frechet"], r["retrieval"]
+    cfg = r["config"]
+    rows = [
+        ("(a) VQ-VAE reconstruction PSNR, stage-1 size", f"{r['psnr_low']:.2f} dB", "", ""),
+        ("(a) VQ-VAE reconstruction PSNR, output size", f"{r['psnr_high']:.2f} dB", "", ""),
+        (
+            "(b) group accuracy",
+            _pct(c["gen_group_acc"]),
+            _pct(c["real_group_acc"]),
+            f"{_pct(c['chance_group_uniform'])} uniform, {_pct(c['chance_group_majority'])} majority",
+        ),
+        (
+            "(b) subgroup accuracy",
+            _pct(c["gen_subgroup_acc"]),
+            _pct(c["real_subgroup_acc"]),
+            f"{_pct(c['chance_subgroup_uniform'])} uniform",
+        ),
+        (
+            "(c) Fréchet distance to real held-out renders (classifier features)",
+            f"{f['generated_vs_real']:.3f}",
+            "n/a"
+            if f["real_vs_real_split"] is None
+            else f"{f['real_vs_real_split']:.3f} (real half vs half)",
+            "",
+        ),
+        (
+            f"(d) inverse-prompt retrieval, 1 of {q['candidates']} captions",
+            _pct(q["generated_acc"]),
+            _pct(q["real_acc"]),
+            _pct(q["chance"]),
+        ),
+    ]
+    lines = [
+        "# Evaluation results",
+        "",
+        f"Weights: `{r['weights']}`. Held-out prompts (unseen emoji concepts): "
+        f"{c['generated_images']}, template `{cfg['caption_template']}`, style `{cfg['style']}`, "
+        f"stages {', '.join(cfg['stages'])}, seed {cfg['seed']}. Written by `cogview2 eval` in "
+        f"{r['seconds']} s ({r['machine']}, {r['torch_threads']} torch threads).",
+        "",
+        "| metric | generated (or value) | real renders | chance |",
+        "|---|---|---|---|",
+        *(f"| {a} | {b} | {rr} | {ch} |" for a, b, rr, ch in rows),
+        "",
+        f"Classifier: {c['num_groups']} groups, {c['num_subgroups']} subgroups, trained on "
+        f"{c['train_images']} training renders; real column: {c['real_images']} held-out renders. "
+        "With few generated images the Fréchet distance is biased upwards; compare it with the "
+        "real-vs-real figure of a similar sample size.",
+        "",
+        "![samples](eval-samples.png)",
+        "",
+    ]
+    return "\n".join(lines)

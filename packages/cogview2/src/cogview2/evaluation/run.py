@@ -1,0 +1,246 @@
+"""`run_evaluation`: every metric of ``cogview2 eval`` on the held-out prompts, plus the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .._weights import atomic_write_text
+from ..data import EmojiDataset, make_caption
+from ..pipeline import CogView2Pipeline
+from ..stages.inverse_prompt import caption_scores
+from .classifier import (
+    ClassifierConfig,
+    evenly_spaced,
+    load_images,
+    predict,
+    to_uint8,
+    train_classifier,
+)
+from .grid import sample_grid, save_png
+from .metrics import frechet_distance, psnr, retrieval_accuracy
+from .report import RESULTS_JSON, RESULTS_MD, SAMPLES_PNG, render_markdown
+
+__all__ = ["EvalConfig", "run_evaluation"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``cogview2 eval`` measures and how much.
+
+    Attributes:
+        num_prompts: Held-out prompts generated (evenly spaced over the held-out records).
+        num_distractors: Wrong captions per retrieval question (chance = 1 / (1 + this)).
+        stages: Pipeline stages run for the samples.
+        style: Style recipe of the pipeline (``"none"``: the prompt as is, as trained).
+        caption_template: Caption template of the prompts (e.g. "red apple, twemoji style").
+        psnr_images: Held-out renders reconstructed for the PSNR.
+        max_real: Held-out renders classified / used as the Fréchet reference (None: all).
+        seed: Seeds generation (prompt ``i`` uses ``seed + i``).
+        grid_columns: Columns of the sample grid.
+        grid_tile: Tile side of the grid (px).
+        classifier: The group classifier.
+    """
+
+    num_prompts: int = 16
+    num_distractors: int = 4
+    stages: tuple[str, ...] = ("coarse", "dsr", "itersr")
+    style: str = "none"
+    caption_template: str = "name_style"
+    psnr_images: int = 64
+    max_real: int | None = 1000
+    seed: int = 0
+    grid_columns: int = 4
+    grid_tile: int = 160
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_prompts < 2 or self.num_distractors < 1 or self.psnr_images < 1:
+            raise ValueError("need num_prompts >= 2, num_distractors >= 1 and psnr_images >= 1")
+
+
+def _reconstruction_psnr(pipe: CogView2Pipeline, data: EmojiDataset, n: int) -> float:
+    ids = evenly_spaced(len(data), n)
+    x = torch.stack([data[i]["image"] for i in ids]).float() / 255.0
+    side = data.size
+    out = []
+    for s in range(0, len(ids), 16):
+        tokens = pipe.tokenizer.encode_image(x[s : s + 16], compression=pipe.config.compression)
+        recon = pipe.tokenizer.decode_image(tokens, compression=pipe.config.compression)
+        out.append(psnr(x[s : s + 16], recon.float()[..., :side, :side]))
+    return float(torch.cat(out).mean())
+
+
+def _fits(pipe: CogView2Pipeline, prompt: str, style: str) -> bool:
+    try:
+        pipe.encode_prompt(prompt, style)
+    except ValueError:  # longer than the pipeline accepts
+        return False
+    return True
+
+
+def _retrieval(
+    pipe: CogView2Pipeline, low_tokens: torch.Tensor, prompts: list[str], k: int
+) -> float:
+    """Row i: the caption score of prompt i and of the next ``k`` different prompts."""
+    n = len(prompts)
+    boc = pipe.coglm.config.boc_id
+    rows = []
+    for i in range(n):
+        candidates = [prompts[i]] + [prompts[(i + j) % n] for j in range(1, min(k, n - 1) + 1)]
+        rows.append(
+            torch.stack(
+                [
+                    caption_scores(
+                        pipe.coglm,
+                        low_tokens[i : i + 1],
+                        pipe.tokenizer.encode_text(c),
+                        separator_id=boc,
+                    )[0]
+                    for c in candidates
+                ]
+            )
+        )
+    return retrieval_accuracy(torch.stack(rows), torch.zeros(n, dtype=torch.long))
+
+
+def run_evaluation(
+    pipe: CogView2Pipeline,
+    data_root: str | Path,
+    out_dir: str | Path,
+    cfg: EvalConfig | None = None,
+    *,
+    weights_name: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``pipe`` on the held-out split and write the report.
+
+    Writes ``eval-results.md`` (the table), ``eval-results.json`` and ``eval-samples.png`` (the
+    samples, prompt under each) into ``out_dir``.
+
+    Args:
+        pipe: The pipeline (its stage-1 and output sizes must be render sizes of the data set).
+        data_root: The emoji data set.
+        out_dir: Report folder (e.g. ``docs/``).
+        cfg: What to measure.
+        weights_name: Shown in the report (e.g. the weights folder).
+        progress: Progress bars.
+
+    Returns:
+        The results dictionary (also in ``eval-results.json``).
+    """
+    cfg = cfg or EvalConfig()
+    tick = time.perf_counter()
+    out = Path(out_dir)
+    low_size, high_size = pipe.low_image_size, pipe.image_size
+    final_size = high_size if {"dsr", "itersr"} & set(cfg.stages) else low_size
+    heldout = EmojiDataset(data_root, "heldout", low_size)
+    heldout_hi = EmojiDataset(data_root, "heldout", final_size)
+    train = EmojiDataset(data_root, "train", low_size)
+    if len(heldout) < 2:
+        raise ValueError(f"{data_root}: the held-out split has {len(heldout)} samples; need >= 2")
+    results: dict[str, Any] = {"weights": weights_name, "config": asdict(cfg)}
+    results["psnr_low"] = _reconstruction_psnr(pipe, heldout, cfg.psnr_images)
+    results["psnr_high"] = _reconstruction_psnr(pipe, heldout_hi, cfg.psnr_images)
+
+    c = cfg.classifier
+    records = train.records + heldout.records
+    num_groups = 1 + max(int(r["group_id"]) for r in records)
+    num_subgroups = 1 + max(int(r["subgroup_id"]) for r in records)
+    train_ids = evenly_spaced(len(train), c.max_images)
+    clf = train_classifier(
+        load_images(train, c.image_size, train_ids),
+        torch.tensor([int(train.records[i]["group_id"]) for i in train_ids]),
+        torch.tensor([int(train.records[i]["subgroup_id"]) for i in train_ids]),
+        num_groups,
+        num_subgroups,
+        c,
+        progress=progress,
+    )
+    real_ids = evenly_spaced(len(heldout_hi), cfg.max_real)
+    real = predict(clf, load_images(heldout_hi, c.image_size, real_ids))
+    real_groups = torch.tensor([int(heldout_hi.records[i]["group_id"]) for i in real_ids])
+    real_sub = torch.tensor([int(heldout_hi.records[i]["subgroup_id"]) for i in real_ids])
+
+    fits = [
+        i
+        for i, r in enumerate(heldout.records)
+        if _fits(pipe, make_caption(r, "en", cfg.caption_template), cfg.style)
+    ]
+    if len(fits) < 2:
+        raise ValueError(
+            f"fewer than 2 held-out prompts fit the pipeline's {pipe.max_prompt_tokens} text tokens"
+        )
+    prompt_ids = [fits[j] for j in evenly_spaced(len(fits), cfg.num_prompts)]
+    prompt_records = [heldout.records[i] for i in prompt_ids]
+    prompts = [make_caption(r, "en", cfg.caption_template) for r in prompt_records]
+    results["prompts"] = {"used": prompts, "too_long_skipped": len(heldout) - len(fits)}
+    images: list[Image.Image] = []
+    low_tokens = []
+    for i, prompt in enumerate(tqdm(prompts, disable=not progress, desc="generate")):
+        gen = torch.Generator(device=pipe.device).manual_seed(cfg.seed + i)
+        result = pipe(
+            prompt, style=cfg.style, generator=gen, stages=cfg.stages, progress=False, score=False
+        )
+        images.extend(result.images)  # type: ignore[arg-type]
+        low_tokens.append(result.low_res_tokens.reshape(1, -1))
+    fake = predict(clf, to_uint8(images, c.image_size))
+    fake_groups = torch.tensor([int(r["group_id"]) for r in prompt_records])
+    fake_sub = torch.tensor([int(r["subgroup_id"]) for r in prompt_records])
+    group_counts = torch.bincount(real_groups, minlength=num_groups).double()
+    results["classifier"] = {
+        "num_groups": num_groups,
+        "num_subgroups": num_subgroups,
+        "train_images": len(train_ids),
+        "real_images": len(real_ids),
+        "generated_images": len(images),
+        "real_group_acc": float((real["group"] == real_groups).double().mean()),
+        "real_subgroup_acc": float((real["subgroup"] == real_sub).double().mean()),
+        "gen_group_acc": float((fake["group"] == fake_groups).double().mean()),
+        "gen_subgroup_acc": float((fake["subgroup"] == fake_sub).double().mean()),
+        "chance_group_uniform": 1.0 / num_groups,
+        "chance_group_majority": float(group_counts.max() / group_counts.sum()),
+        "chance_subgroup_uniform": 1.0 / num_subgroups,
+    }
+    results["frechet"] = {
+        "generated_vs_real": frechet_distance(fake["features"], real["features"]),
+        "real_vs_real_split": (
+            frechet_distance(real["features"][0::2], real["features"][1::2])
+            if len(real_ids) >= 4
+            else None
+        ),
+    }
+    real_low = pipe.tokenizer.encode_image(
+        torch.stack([heldout[i]["image"] for i in prompt_ids]).float() / 255.0,
+        compression=pipe.config.compression,
+    ).reshape(len(prompt_ids), -1)
+    k = min(cfg.num_distractors, len(prompts) - 1)
+    results["retrieval"] = {
+        "candidates": k + 1,
+        "generated_acc": _retrieval(pipe, torch.cat(low_tokens), prompts, k),
+        "real_acc": _retrieval(pipe, real_low, prompts, k),
+        "chance": 1.0 / (k + 1),
+    }
+    results["seconds"] = round(time.perf_counter() - tick, 1)
+    results["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
+    results["torch_threads"] = torch.get_num_threads()
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(
+        sample_grid(images, prompts, columns=cfg.grid_columns, tile=cfg.grid_tile),
+        out / SAMPLES_PNG,
+    )
+    atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / RESULTS_MD, render_markdown(results))
+    _log.info("eval: wrote %s, %s, %s", out / RESULTS_MD, out / RESULTS_JSON, out / SAMPLES_PNG)
+    return results

@@ -1,0 +1,39 @@
+"""Training recipes for the emoji demo models: tokenizers, tokenisation, CogLM, DSR, ITERSR, assembly.
+
+Each recipe reads one section of a TOML config (`load_training_config`), writes into
+``<workdir>/<stage>/``, resumes from its last checkpoint, and runs in one process, under
+``torchrun`` (DDP; FSDP on GPUs) or on a GPU. ``add_train_commands`` registers
+``cogview2 train <recipe> --config FILE [--resume]``.
+"""
+
+from .cli import RECIPE_NAMES, add_train_commands, run_recipe
+from .config import (
+    AssembleRecipe,
+    CogLMRecipe,
+    DataRecipe,
+    DSRRecipe,
+    ITERSRRecipe,
+    OptimConfig,
+    TextTokenizerRecipe,
+    TokenizeRecipe,
+    TrainingConfig,
+    VQVAERecipe,
+    load_training_config,
+)
+
+__all__ = [
+    "RECIPE_NAMES",
+    "AssembleRecipe",
+    "CogLMRecipe",
+    "DSRRecipe",
+    "DataRecipe",
+    "ITERSRRecipe",
+    "OptimConfig",
+    "TextTokenizerRecipe",
+    "TokenizeRecipe",
+    "TrainingConfig",
+    "VQVAERecipe",
+    "add_train_commands",
+    "load_training_config",
+    "run_recipe",
+]

@@ -1,0 +1,68 @@
+"""The final step: the trained components as one pipeline weights folder (fp16 safetensors)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coglm_core.pretrained import from_pretrained as load_coglm
+from icetk import IceTokenizer
+
+from .. import _weights as W
+from ..config import PipelineConfig
+from ..pipeline import CogView2Pipeline
+from .config import TrainingConfig
+from .pretrain import FINAL
+
+__all__ = ["assemble_recipe", "folder_megabytes"]
+
+_log = logging.getLogger(__name__)
+
+
+def folder_megabytes(folder: Path) -> float:
+    """Total size of the files below ``folder`` in MB (10⁶ bytes)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
+def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Path:
+    """Load the trained tokenizer, CogLM, DSR, ITERSR and cluster labels; write the pipeline.
+
+    DSR's frozen base is CogLM itself, so it is stored once. Floating tensors are cast to
+    ``cfg.assemble.dtype`` (the VQ-VAE included).
+
+    Args:
+        cfg: The recipe configuration.
+        out: Output folder (default ``cfg.assemble.out``).
+
+    Returns:
+        The weights folder.
+
+    Raises:
+        FileNotFoundError: an earlier recipe has not finished (names the missing file).
+        ValueError: the folder exceeds ``cfg.assemble.max_megabytes``.
+    """
+    dirs = cfg.stage_dirs
+    dtype = getattr(torch, cfg.assemble.dtype)
+    tokenizer = IceTokenizer.from_pretrained(dirs["tokenize"] / "tokenizer")
+    coglm = load_coglm(dirs["coglm"] / FINAL, dtype=dtype)
+    dsr = W.load_sr(dirs["dsr"] / FINAL, coglm, W.SHARED, device="cpu", dtype=dtype)
+    itersr = W.load_sr(dirs["itersr"] / FINAL, coglm, None, device="cpu", dtype=dtype)
+    labels_path = dirs["tokenize"] / "cluster_labels.npy"
+    if not labels_path.is_file():
+        raise FileNotFoundError(f"{labels_path} not found; run `cogview2 train tokenize` first")
+    labels = torch.from_numpy(np.load(labels_path, allow_pickle=False))
+    tokenizer.image.model.to(dtype)
+    pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, PipelineConfig())  # type: ignore[arg-type]
+    folder = Path(out or cfg.assemble.out)
+    pipe.save_pretrained(folder)
+    size = folder_megabytes(folder)
+    _log.info("assemble: wrote %s (%.1f MB)", folder, size)
+    if size > cfg.assemble.max_megabytes:
+        raise ValueError(
+            f"{folder} holds {size:.1f} MB, over max_megabytes = {cfg.assemble.max_megabytes}; "
+            "shrink the models in the recipe config"
+        )
+    return folder

@@ -1,0 +1,302 @@
+"""Recipe configuration: one TOML file with a section per training stage, as frozen dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = [
+    "AssembleRecipe",
+    "CogLMRecipe",
+    "DSRRecipe",
+    "DataRecipe",
+    "ITERSRRecipe",
+    "OptimConfig",
+    "TextTokenizerRecipe",
+    "TokenizeRecipe",
+    "TrainingConfig",
+    "VQVAERecipe",
+    "load_training_config",
+]
+
+
+def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"[{where}]: unknown keys {unknown}; allowed: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation and bookkeeping fields shared by the trained stages.
+
+    Attributes:
+        steps: Optimiser steps in total (a resumed run continues up to this).
+        batch_size: Global batch (all processes together; divisible by the world size).
+        lr: Peak AdamW learning rate (linear warm-up, cosine decay to ``min_lr_ratio``·lr).
+        warmup_steps: Warm-up length.
+        min_lr_ratio: Final learning-rate fraction.
+        weight_decay: AdamW decay on matrices.
+        grad_clip: Max global gradient norm (0 = off).
+        checkpoint_every: Steps between checkpoints (the last step is always saved).
+        log_every: Steps between log lines.
+        seed: Seeds the model init, the data order and the masking.
+        autocast: "bfloat16" / "float16" autocast, or "" for float32.
+        fsdp: Shard with FSDP2 instead of DDP under ``torchrun`` (CUDA only).
+    """
+
+    steps: int = 100
+    batch_size: int = 8
+    lr: float = 3e-4
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    autocast: str = ""
+    fsdp: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(
+                f"need lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1; got {self.lr}, "
+                f"{self.warmup_steps}, {self.min_lr_ratio}"
+            )
+        if self.autocast not in ("", "bfloat16", "float16"):
+            raise ValueError(f"autocast must be '', 'bfloat16' or 'float16', got {self.autocast!r}")
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    """Which part of the emoji data set the recipes read.
+
+    Attributes:
+        root: The data set folder (``cogview2 data emoji --out``).
+        styles: Art styles to use (empty: all the data set holds).
+        caption_templates: Caption templates; every training image gets one sample per template.
+        low_size: Render size of stage 1 (160 px → 20×20 tokens).
+        high_size: Render size of super-resolution (480 px → 60×60 tokens).
+    """
+
+    root: str = "data/emoji"
+    styles: tuple[str, ...] = ()
+    caption_templates: tuple[str, ...] = ("name_style", "name")
+    low_size: int = 160
+    high_size: int = 480
+
+
+@dataclass(frozen=True)
+class TextTokenizerRecipe:
+    """Sentencepiece training on the captions (``icetk.train_text_tokenizer``).
+
+    Attributes:
+        vocab_size: Target piece count (a small corpus may give fewer).
+        templates: Caption templates written to the corpus (keywords widen the vocabulary).
+    """
+
+    vocab_size: int = 4000
+    templates: tuple[str, ...] = ("name_style", "name_keywords_style")
+
+
+@dataclass(frozen=True)
+class VQVAERecipe(OptimConfig):
+    """VQ-VAE training (``icetk.train_image``) on random crops of both render sizes.
+
+    Attributes:
+        preset: ``icetk.VQVAEConfig`` preset ("small" or "tiny").
+        num_codes: Codebook size.
+        crop: Side of the training crops (px, a multiple of 8, at most ``data.low_size``).
+        low_fraction: Fraction of crops taken from the low-size renders (the rest from the
+            large ones), so the codes serve both grid scales.
+    """
+
+    preset: str = "small"
+    num_codes: int = 1024
+    crop: int = 64
+    low_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.preset not in ("small", "tiny"):
+            raise ValueError(f"preset must be 'small' or 'tiny', got {self.preset!r}")
+        if self.crop % 8 or not 0 <= self.low_fraction <= 1:
+            raise ValueError(
+                f"crop must be a multiple of 8 and low_fraction in [0, 1]; got {self.crop}, "
+                f"{self.low_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class TokenizeRecipe:
+    """Tokenising the data set with the trained tokenizers.
+
+    Attributes:
+        text_slots: Text slots of a CogLM sample (English, pad, Chinese, pads); the sample is
+            ``text_slots + 1 + low_grid²`` tokens.
+        num_clusters: K-means clusters of the codebook (cluster sampling).
+        batch_size: Images per VQ-VAE encoder call.
+        seed: K-means seed.
+    """
+
+    text_slots: int = 40
+    num_clusters: int = 64
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CogLMRecipe(OptimConfig):
+    """CogLM pretraining at the low grid with the mixed strategies of paper §3.2.
+
+    Attributes:
+        num_layers: Transformer layers.
+        hidden_size: Width.
+        num_attention_heads: Heads.
+        dropout: Hidden and attention dropout.
+        variant: "released" or "paper" strategies (``coglm_core.strategies``).
+        caption_ratio: Probability of the caption + masked-patch task per text-image sample.
+        patch_size: Masked patch side of the caption task.
+    """
+
+    num_layers: int = 6
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    dropout: float = 0.1
+    variant: str = "paper"
+    caption_ratio: float = 0.3
+    patch_size: int = 4
+
+
+@dataclass(frozen=True)
+class DSRRecipe(OptimConfig):
+    """Direct super-resolution fine-tuning (frozen base; attention_plus + extra positions).
+
+    Attributes:
+        text_slots: ``DSRConfig.text_slots``.
+        cross_kernel: ``DSRConfig.cross_kernel``.
+        local_kernel: ``DSRConfig.local_kernel``.
+    """
+
+    text_slots: int = 40
+    cross_kernel: tuple[int, int] = (5, 5)
+    local_kernel: tuple[int, int] = (9, 5)
+
+
+@dataclass(frozen=True)
+class ITERSRRecipe(OptimConfig):
+    """Iterative super-resolution fine-tuning (whole base + extra positions, BERT-style).
+
+    Attributes:
+        text_slots: ``ITERSRConfig.text_slots``.
+        local_kernel: ``ITERSRConfig.local_kernel``.
+        mask_ratios: A ratio is drawn per sample; that fraction of hi-res tokens becomes BOI.
+    """
+
+    text_slots: int = 16
+    local_kernel: tuple[int, int] = (9, 5)
+    mask_ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 0.9)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.mask_ratios or not all(0 < r <= 1 for r in self.mask_ratios):
+            raise ValueError(f"mask_ratios must be in (0, 1], got {self.mask_ratios}")
+
+
+@dataclass(frozen=True)
+class AssembleRecipe:
+    """Writing the pipeline weights folder.
+
+    Attributes:
+        out: Output folder (the pipeline's ``save_pretrained`` format).
+        dtype: "float16" or "float32".
+        max_megabytes: Refuse to finish when the folder is larger (MB = 10⁶ bytes).
+    """
+
+    out: str = "weights/emoji"
+    dtype: str = "float16"
+    max_megabytes: float = 40.0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataRecipe,
+    "text_tokenizer": TextTokenizerRecipe,
+    "vqvae": VQVAERecipe,
+    "tokenize": TokenizeRecipe,
+    "coglm": CogLMRecipe,
+    "dsr": DSRRecipe,
+    "itersr": ITERSRRecipe,
+    "assemble": AssembleRecipe,
+}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Every recipe's settings; ``workdir`` holds each stage's outputs and checkpoints.
+
+    Attributes:
+        workdir: Run folder (``<workdir>/<stage>/``).
+    """
+
+    workdir: str = "runs/emoji"
+    data: DataRecipe = field(default_factory=DataRecipe)
+    text_tokenizer: TextTokenizerRecipe = field(default_factory=TextTokenizerRecipe)
+    vqvae: VQVAERecipe = field(default_factory=VQVAERecipe)
+    tokenize: TokenizeRecipe = field(default_factory=TokenizeRecipe)
+    coglm: CogLMRecipe = field(default_factory=CogLMRecipe)
+    dsr: DSRRecipe = field(default_factory=DSRRecipe)
+    itersr: ITERSRRecipe = field(default_factory=ITERSRRecipe)
+    assemble: AssembleRecipe = field(default_factory=AssembleRecipe)
+
+    @property
+    def stage_dirs(self) -> dict[str, Path]:
+        """Output folder of every stage."""
+        root = Path(self.workdir)
+        return {name: root / name for name in _SECTIONS if name not in ("data", "assemble")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
+        """Build from a parsed TOML document (unknown sections or keys raise ValueError)."""
+        unknown = sorted(set(d) - set(_SECTIONS) - {"workdir"})
+        if unknown:
+            raise ValueError(f"unknown sections {unknown}; allowed: workdir, {sorted(_SECTIONS)}")
+        parts = {k: _from_dict(cls_, dict(d.get(k, {})), k) for k, cls_ in _SECTIONS.items()}
+        return cls(workdir=str(d.get("workdir", cls.workdir)), **parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary (TOML/JSON friendly)."""
+        return dataclasses.asdict(self)
+
+
+def load_training_config(path: str | Path) -> TrainingConfig:
+    """Read a recipe TOML file (see ``packages/cogview2/configs/``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: bad TOML, unknown sections/keys or invalid values.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} not found")
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{p}: invalid TOML: {err}") from err
+    return TrainingConfig.from_dict(doc)

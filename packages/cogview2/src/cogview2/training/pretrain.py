@@ -1,0 +1,105 @@
+"""Recipe 3: CogLM pretraining at the low grid with the mixed strategies (paper §3.2).
+
+The loop, the strategies, DDP/FSDP and the step checkpoints are ``coglm_core``'s
+(`coglm_core.train`); this module sizes the model from the trained tokenizer and the recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretrained, train
+from icetk import VocabularyLayout
+
+from .config import TrainingConfig
+from .runtime import barrier, default_device, is_main
+from .tokenize_data import cfg_low
+from .tokenizers import load_trained_tokenizer
+
+__all__ = ["coglm_config", "pretrain_recipe"]
+
+_log = logging.getLogger(__name__)
+
+FINAL = "final"
+
+
+def coglm_config(cfg: TrainingConfig, layout: VocabularyLayout) -> CogLMConfig:
+    """The stage-1 ``CogLMConfig``: recipe sizes + the tokenizer's id layout.
+
+    Positions follow the release's pattern: text ``0..``, BOI at ``sequence_length``, image
+    token k at ``sequence_length + 1 + k``.
+    """
+    rc = cfg.coglm
+    n_img = cfg_low(cfg)
+    seq = cfg.tokenize.text_slots + 1 + n_img
+    ranges = layout.class_ranges
+    return CogLMConfig(
+        num_layers=rc.num_layers,
+        hidden_size=rc.hidden_size,
+        num_attention_heads=rc.num_attention_heads,
+        vocab_size=layout.vocab_size,
+        max_sequence_length=seq + 1 + n_img,
+        hidden_dropout=rc.dropout,
+        attention_dropout=rc.dropout,
+        num_image_tokens=layout.num_image_tokens,
+        image_grid_size=cfg.data.low_size // 8,
+        boi_position=seq,
+        image_position_offset=seq + 1,
+        boi_id=layout.boi_id,
+        boe_id=layout.boe_id,
+        boc_id=layout.boc_id,
+        pad_id=layout.pad_id if layout.pad_id >= 0 else layout.text_offset,
+        english_id_range=(ranges["english"].start, ranges["english"].stop),
+        chinese_id_range=(ranges["chinese"].start, ranges["chinese"].stop),
+        sequence_length=seq,
+        patch_size=rc.patch_size,
+    )
+
+
+def train_config(cfg: TrainingConfig) -> TrainConfig:
+    """``coglm_core.TrainConfig`` of the recipe."""
+    rc = cfg.coglm
+    return TrainConfig(
+        global_batch_size=rc.batch_size,
+        max_steps=rc.steps,
+        lr=rc.lr,
+        warmup_steps=rc.warmup_steps,
+        min_lr_ratio=rc.min_lr_ratio,
+        weight_decay=rc.weight_decay,
+        grad_clip=rc.grad_clip,
+        seed=rc.seed,
+        variant=rc.variant,  # type: ignore[arg-type]
+        caption_ratio=rc.caption_ratio,
+        checkpoint_every=rc.checkpoint_every,
+        autocast_dtype=rc.autocast or None,
+        fsdp=rc.fsdp,
+    )
+
+
+def pretrain_recipe(
+    cfg: TrainingConfig, *, device: str | None = None, progress: bool = True
+) -> Path:
+    """Pretrain CogLM on ``<workdir>/tokenize/coglm-train.bin``; resumes from the last step folder.
+
+    Writes ``<workdir>/coglm/step-*/`` (resumable), ``log.jsonl`` and ``final/`` (the
+    ``coglm_core.save_pretrained`` folder of the trained model).
+
+    Returns:
+        The ``final`` folder.
+    """
+    out = cfg.stage_dirs["coglm"]
+    tokenizer = load_trained_tokenizer(cfg)
+    model_cfg = coglm_config(cfg, tokenizer.layout)
+    data = TokenDataset(cfg.stage_dirs["tokenize"] / "coglm-train.bin", model_cfg.sequence_length)
+    torch.manual_seed(cfg.coglm.seed)
+    model = CogLM(model_cfg).to(default_device(device))
+    n = sum(p.numel() for p in model.parameters())
+    _log.info("coglm: %.2fM parameters, %d samples", n / 1e6, len(data))
+    train(model, data, train_config(cfg), out, progress=progress)
+    if is_main():
+        save_pretrained(model, out / FINAL)
+    barrier()
+    return out / FINAL

@@ -1,0 +1,197 @@
+"""Recipes 4 and 5: direct super-resolution (§3.3, reference.md §4.5) and iterative
+super-resolution fine-tuning (BERT-style masks, ratios drawn from {0.2, 0.4, 0.6, 0.8, 0.9})."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from coglm_core.pretrained import from_pretrained as load_coglm
+from coglm_core.pretrained import save_pretrained as save_coglm
+
+from .. import _weights as W
+from ..models.config import DSRConfig, ITERSRConfig, config_to_json
+from ..models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
+from .config import TrainingConfig
+from .loop import run_loop
+from .pretrain import FINAL
+from .runtime import barrier, default_device, is_main, wrap_model
+from .tokenize_data import load_token_split
+
+__all__ = ["SRLoss", "dsr_recipe", "itersr_recipe", "sample_text"]
+
+_log = logging.getLogger(__name__)
+
+
+def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The random source of sample ``index`` at ``step`` (text choice, mask)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_000_033 + index)
+
+
+def sample_text(texts: dict[str, dict[str, list[int]]], gen: torch.Generator) -> list[int]:
+    """A caption (template and language drawn with ``gen``) of one record."""
+    options = [ids for per_lang in texts.values() for ids in per_lang.values() if ids]
+    return options[int(torch.randint(len(options), (1,), generator=gen))]
+
+
+class SRLoss(nn.Module):
+    """One forward over a local batch: summed cross-entropy and its number of terms.
+
+    Samples are grouped by text length (the SR models take one length per call); wrapping this
+    module (not the SR model) in DDP keeps one DDP forward per backward.
+
+    Args:
+        model: A `DirectSuperResolution` or `IterativeSuperResolution`.
+        mask_ratios: ITERSR only: a ratio per sample; that fraction of hi-res tokens becomes BOI
+            and only those positions count.
+    """
+
+    def __init__(
+        self,
+        model: DirectSuperResolution | IterativeSuperResolution,
+        mask_ratios: tuple[float, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.mask_ratios = mask_ratios
+        self.iterative = isinstance(model, IterativeSuperResolution)
+
+    def forward(
+        self, texts: list[list[int]], low: Tensor, high: Tensor, gens: list[torch.Generator]
+    ) -> tuple[Tensor, Tensor]:
+        """Args: texts (B lists), low (B, low²), high (B, high²) long; one generator per sample.
+
+        Returns:
+            (summed loss, count) as 0-d tensors.
+        """
+        device = self.model.extra_positions.device
+        slots = self.model.config.text_slots if self.iterative else self.model.config.max_text_len
+        texts = [t[:slots] for t in texts]
+        total = torch.zeros((), device=device)
+        count = torch.zeros((), device=device)
+        for length in sorted({len(t) for t in texts}):
+            rows = [i for i, t in enumerate(texts) if len(t) == length]
+            text = torch.tensor([texts[i] for i in rows], dtype=torch.long, device=device)
+            target = high[rows].long().to(device)
+            if self.iterative:
+                masks = []
+                for i in rows:
+                    ratio = self.mask_ratios[
+                        int(torch.randint(len(self.mask_ratios), (1,), generator=gens[i]))
+                    ]
+                    n = target.shape[1]
+                    k = max(1, round(ratio * n))
+                    m = torch.zeros(n, dtype=torch.bool)
+                    m[torch.randperm(n, generator=gens[i])[:k]] = True
+                    masks.append(m)
+                mask = torch.stack(masks).to(device)
+                inputs = torch.where(
+                    mask, torch.full_like(target, self.model.base.config.boi_id), target
+                )
+                logits = self.model(text, inputs)
+                total = total + F.cross_entropy(logits[mask].float(), target[mask], reduction="sum")
+                count = count + mask.sum()
+            else:
+                logits = self.model(text, low[rows].long().to(device))
+                total = total + F.cross_entropy(
+                    logits.flatten(0, 1).float(), target.flatten(), reduction="sum"
+                )
+                count = count + target.numel()
+        return total, count
+
+
+def _train_sr(
+    cfg: TrainingConfig, kind: str, *, device: str | None, progress: bool, stop_after: int | None
+) -> Path:
+    rc = cfg.dsr if kind == "dsr" else cfg.itersr
+    out = cfg.stage_dirs[kind]
+    dev = default_device(device)
+    tensors, texts = load_token_split(cfg.stage_dirs["tokenize"], "train")
+    low_grid, high_grid = cfg.data.low_size // 8, cfg.data.high_size // 8
+    base = load_coglm(cfg.stage_dirs["coglm"] / FINAL, device=dev)
+    torch.manual_seed(rc.seed)
+    if kind == "dsr":
+        base.requires_grad_(False)  # reference.md §4.5: the base is frozen
+        sr_cfg = DSRConfig(
+            text_slots=cfg.dsr.text_slots,
+            low_grid=low_grid,
+            high_grid=high_grid,
+            cross_kernel=cfg.dsr.cross_kernel,
+            local_kernel=cfg.dsr.local_kernel,
+        )
+        model: DirectSuperResolution | IterativeSuperResolution = DirectSuperResolution(
+            base, sr_cfg
+        )
+        loss_module = SRLoss(model)
+    else:
+        it_cfg = ITERSRConfig(
+            text_slots=cfg.itersr.text_slots,
+            high_grid=high_grid,
+            local_kernel=cfg.itersr.local_kernel,
+        )
+        model = IterativeSuperResolution(base, it_cfg)
+        loss_module = SRLoss(model, cfg.itersr.mask_ratios)
+    tile_extra_positions(base, model.extra_positions, low_grid, high_grid)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    _log.info("%s: %.2fM trainable parameters, %d samples", kind, trainable / 1e6, len(texts))
+    wrapped = wrap_model(loss_module, rc, list(base.transformer.layers))
+
+    def step_fn(indices: list[int], step: int) -> tuple[Tensor, Tensor]:
+        gens = [sample_generator(rc.seed, step, i) for i in indices]
+        chosen = [sample_text(texts[i], g) for i, g in zip(indices, gens, strict=True)]
+        return wrapped(chosen, tensors["low"][indices], tensors["high"][indices], gens)
+
+    history = run_loop(
+        wrapped, len(texts), step_fn, rc, out, desc=kind, progress=progress, stop_after=stop_after
+    )
+    done = bool(history) and history[-1]["step"] == rc.steps
+    if is_main() and (done or (not history and (out / "checkpoint").exists())):
+        save_sr_folder(model, out / FINAL)
+    barrier()
+    return out / FINAL
+
+
+def save_sr_folder(model: DirectSuperResolution | IterativeSuperResolution, folder: Path) -> None:
+    """Write ``sr_config.json`` + ``mixins.safetensors`` (and ``base/`` for ITERSR, whose whole
+    transformer is fine-tuned) in the pipeline folder's per-model format."""
+    W.atomic_write_text(folder / W.SR_CONFIG_FILE, config_to_json(model.config) + "\n")
+    W.atomic_save_tensors(model.mixin_state_dict(), folder / W.MIXINS_FILE)
+    if isinstance(model, IterativeSuperResolution):
+        save_coglm(model.base, folder / "base")
+
+
+def dsr_recipe(
+    cfg: TrainingConfig,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Fine-tune DSR's ``attention_plus`` and extra position table on the frozen CogLM.
+
+    ``attention_plus`` starts as a copy of each layer's attention, the 60×60 position table as
+    the 20×20 image rows tiled 3×3 (reference.md §4.5). Checkpoints in ``<workdir>/dsr/``.
+
+    Returns:
+        ``<workdir>/dsr/final`` (``sr_config.json`` + ``mixins.safetensors``).
+    """
+    return _train_sr(cfg, "dsr", device=device, progress=progress, stop_after=stop_after)
+
+
+def itersr_recipe(
+    cfg: TrainingConfig,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Fine-tune ITERSR (a copy of CogLM, all weights, + extra positions) by masked prediction.
+
+    Returns:
+        ``<workdir>/itersr/final`` (``sr_config.json``, ``mixins.safetensors``, ``base/``).
+    """
+    return _train_sr(cfg, "itersr", device=device, progress=progress, stop_after=stop_after)

@@ -1,0 +1,167 @@
+"""Recipe 2: tokenise the data set with the trained tokenizers; K-means cluster labels.
+
+Outputs in ``<workdir>/tokenize/``:
+
+* ``tokenizer/``: the ``IceTokenizer`` (``save_pretrained``) the later stages use;
+* ``<split>.safetensors``: ``low`` (N, low²) and ``high`` (N, high²) int32 image ids,
+  ``group_id`` / ``subgroup_id`` (N,) int32, in the data set's record order;
+* ``<split>-text.json``: per record, ``{"<template>": {"en": ids, "zh": ids}}``;
+* ``coglm-train.bin``: CogLM samples (int32, ``text_slots + 1 + low²`` each, reference.md §8.1),
+  one per (training image, caption template);
+* ``cluster_labels.npy``: (num_codes,) int64 K-means labels of the codebook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from cluster_sampling import cluster_codebook
+from coglm_core.data import write_token_file
+from icetk import IceTokenizer
+
+from .._weights import atomic_save_tensors, atomic_write_text
+from ..data import SPLITS, EmojiDataset, make_caption
+from .config import TrainingConfig
+from .runtime import barrier, is_main, world
+from .tokenizers import load_trained_tokenizer
+
+__all__ = ["coglm_sample", "load_token_split", "tokenize_recipe"]
+
+_log = logging.getLogger(__name__)
+
+
+def coglm_sample(
+    en: list[int], zh: list[int], low: torch.Tensor, text_slots: int, pad_id: int
+) -> torch.Tensor:
+    """One pretraining sample ``[en, pad, zh, pad, ..., pad(slot), low ids]`` (§8.1).
+
+    Chinese is dropped when both do not fit; English is cut to ``text_slots`` tokens.
+
+    Returns:
+        (text_slots + 1 + low.numel(),) long.
+    """
+    text = [*list(en), pad_id, *list(zh)] if len(en) + 1 + len(zh) <= text_slots else list(en)
+    text = text[:text_slots]
+    area = torch.full((text_slots + 1,), pad_id, dtype=torch.long)
+    area[: len(text)] = torch.tensor(text, dtype=torch.long)
+    return torch.cat([area, low.reshape(-1).long()])
+
+
+def _encode_chunk(
+    tokenizer: IceTokenizer, data: EmojiDataset, indices: range, batch: int
+) -> torch.Tensor:
+    out = []
+    for s in range(indices.start, indices.stop, batch):
+        ids = range(s, min(s + batch, indices.stop))
+        images = torch.stack([data[i]["image"] for i in ids]).float() / 255.0
+        out.append(tokenizer.encode_image(images, compression=8).reshape(len(ids), -1))
+    return torch.cat(out).to(torch.int32)
+
+
+def _tokenize_split(
+    cfg: TrainingConfig, tokenizer: IceTokenizer, split: str, out: Path, progress: bool
+) -> None:
+    styles = tuple(cfg.data.styles) or None
+    low = EmojiDataset(cfg.data.root, split, cfg.data.low_size, styles=styles)
+    high = EmojiDataset(cfg.data.root, split, cfg.data.high_size, styles=styles)
+    chunk = 8 * cfg.tokenize.batch_size
+    starts = list(range(0, len(low), chunk))
+    rank, size = world()
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    mine = [k for k in range(len(starts)) if k % size == rank]
+    for k in tqdm(mine, disable=not progress or rank != 0, desc=f"tokenize {split}"):
+        path = parts / f"{split}-{k:05d}.safetensors"
+        if path.is_file():  # resumable: finished chunks are kept
+            continue
+        ids = range(starts[k], min(starts[k] + chunk, len(low)))
+        tensors = {
+            "low": _encode_chunk(tokenizer, low, ids, cfg.tokenize.batch_size),
+            "high": _encode_chunk(tokenizer, high, ids, cfg.tokenize.batch_size),
+        }
+        atomic_save_tensors(tensors, path)
+    barrier()
+    if not is_main():
+        return
+    pieces = [load_file(parts / f"{split}-{k:05d}.safetensors") for k in range(len(starts))]
+    records = low.records
+    tensors = {
+        "low": torch.cat([p["low"] for p in pieces]) if pieces else torch.zeros(0, cfg_low(cfg)),
+        "high": torch.cat([p["high"] for p in pieces]) if pieces else torch.zeros(0, cfg_high(cfg)),
+        "group_id": torch.tensor([int(r["group_id"]) for r in records], dtype=torch.int32),
+        "subgroup_id": torch.tensor([int(r["subgroup_id"]) for r in records], dtype=torch.int32),
+    }
+    atomic_save_tensors(
+        {k: v.to(torch.int32) for k, v in tensors.items()}, out / f"{split}.safetensors"
+    )
+    texts = [
+        {
+            t: {lang: tokenizer.encode_text(make_caption(r, lang, t)) for lang in ("en", "zh")}
+            for t in cfg.data.caption_templates
+        }
+        for r in records
+    ]
+    atomic_write_text(out / f"{split}-text.json", json.dumps(texts, ensure_ascii=False) + "\n")
+
+
+def cfg_low(cfg: TrainingConfig) -> int:
+    """Tokens of a stage-1 grid (``(low_size / 8)²``)."""
+    return (cfg.data.low_size // 8) ** 2
+
+
+def cfg_high(cfg: TrainingConfig) -> int:
+    """Tokens of a super-resolution grid (``(high_size / 8)²``)."""
+    return (cfg.data.high_size // 8) ** 2
+
+
+def load_token_split(folder: Path, split: str) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The tensors and caption ids of one tokenised split (see the module docstring)."""
+    path = folder / f"{split}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run `cogview2 train tokenize` first")
+    texts = json.loads((folder / f"{split}-text.json").read_text(encoding="utf-8"))
+    return load_file(path), texts
+
+
+def tokenize_recipe(cfg: TrainingConfig, *, progress: bool = True) -> Path:
+    """Run recipe 2 (chunks are shared among ``torchrun`` processes and kept on interruption).
+
+    Returns:
+        The stage folder.
+    """
+    out = cfg.stage_dirs["tokenize"]
+    tokenizer = load_trained_tokenizer(cfg)
+    if is_main():
+        tokenizer.save_pretrained(out / "tokenizer")
+    for split in SPLITS:
+        _tokenize_split(cfg, tokenizer, split, out, progress)
+    if is_main():
+        tensors, texts = load_token_split(out, "train")
+        pad = (
+            tokenizer.layout.pad_id
+            if tokenizer.layout.pad_id >= 0
+            else tokenizer.layout.text_offset
+        )
+        samples = [
+            coglm_sample(t[tpl]["en"], t[tpl]["zh"], low, cfg.tokenize.text_slots, pad)
+            for low, t in zip(tensors["low"], texts, strict=True)
+            for tpl in cfg.data.caption_templates
+        ]
+        if not samples:
+            raise ValueError(f"no training samples in {cfg.data.root}")
+        write_token_file(out / "coglm-train.bin", torch.stack(samples))
+        k = min(cfg.tokenize.num_clusters, tokenizer.num_image_tokens)
+        labels = cluster_codebook(tokenizer.codebook, k, seed=cfg.tokenize.seed)
+        tmp = out / ".cluster_labels.tmp.npy"
+        np.save(tmp, labels.numpy().astype(np.int64))
+        tmp.replace(out / "cluster_labels.npy")
+        _log.info("tokenize: %d CogLM samples, %d clusters", len(samples), k)
+    barrier()
+    return out

@@ -1,0 +1,83 @@
+"""`cogview2 eval` end to end on the tiny random pipeline and a tiny data set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cogview2.data import BuildConfig, build_emoji_dataset
+from cogview2.evaluation import ClassifierConfig, EvalConfig, add_eval_command, run_evaluation
+
+FIXTURES = Path(__file__).parent / "fixtures" / "emoji_npm"
+ROOTS = {
+    "cldr-annotations-full": FIXTURES / "cldr-annotations-full",
+    "cldr-annotations-derived-full": FIXTURES / "cldr-annotations-derived-full",
+    "emojibase-data": FIXTURES / "emojibase-data",
+    "@twemoji/svg": FIXTURES / "twemoji-svg",
+    "openmoji": FIXTURES / "openmoji",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("emoji") / "data"
+    config = BuildConfig(
+        styles=("twemoji", "openmoji"), sizes=(32, 96), heldout_fraction=0.5, seed=3, progress=False
+    )
+    build_emoji_dataset(ROOTS, out, config)
+    return out
+
+
+def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
+    cfg = EvalConfig(
+        num_prompts=2,
+        num_distractors=1,
+        psnr_images=2,
+        grid_tile=48,
+        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4),
+    )
+    results = run_evaluation(
+        tiny_pipe, tiny_data, tmp_path, cfg, weights_name="tiny", progress=False
+    )
+    saved = json.loads((tmp_path / "eval-results.json").read_text())
+    assert saved["retrieval"] == results["retrieval"]
+    assert results["retrieval"]["chance"] == 0.5
+    assert 0 <= results["retrieval"]["generated_acc"] <= 1
+    assert 0 <= results["classifier"]["gen_group_acc"] <= 1
+    assert results["classifier"]["generated_images"] == 2
+    assert results["psnr_low"] > 0 and results["frechet"]["generated_vs_real"] >= 0
+    table = (tmp_path / "eval-results.md").read_text()
+    assert "| (b) group accuracy |" in table and "eval-samples.png" in table
+    assert f"{results['psnr_low']:.2f} dB" in table
+    grid = Image.open(tmp_path / "eval-samples.png")
+    assert grid.size[0] == 2 * (48 + 4) + 4
+
+
+def test_eval_refuses_a_data_set_without_the_pipeline_sizes(tiny_pipe, tmp_path):
+    out = tmp_path / "data"
+    config = BuildConfig(
+        styles=("twemoji",), sizes=(16,), heldout_fraction=0.5, seed=3, progress=False
+    )
+    build_emoji_dataset(ROOTS, out, config)
+    with pytest.raises(ValueError, match="size 32 not in this data set"):
+        run_evaluation(
+            tiny_pipe, out, tmp_path / "report", EvalConfig(num_prompts=2), progress=False
+        )
+
+
+def test_eval_command_parses():
+    parser = argparse.ArgumentParser()
+    add_eval_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["eval", "--weights", "w", "--data", "d", "--out", "docs", "--stages", "coarse"]
+    )
+    assert (args.weights, args.data, args.out, args.stages) == (
+        Path("w"),
+        Path("d"),
+        Path("docs"),
+        ["coarse"],
+    )

@@ -1,0 +1,43 @@
+"""Recipe TOML files: the shipped ones parse; mistakes are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cogview2.training import TrainingConfig, load_training_config
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["emoji-demo.toml", "tiny-test.toml"])
+def test_shipped_configs_parse(name):
+    cfg = load_training_config(CONFIGS / name)
+    assert cfg.itersr.mask_ratios == (0.2, 0.4, 0.6, 0.8, 0.9)
+    assert set(cfg.stage_dirs) == {"text_tokenizer", "vqvae", "tokenize", "coglm", "dsr", "itersr"}
+    assert cfg.stage_dirs["coglm"] == Path(cfg.workdir) / "coglm"
+
+
+def test_demo_config_is_sized_for_the_budget():
+    cfg = load_training_config(CONFIGS / "emoji-demo.toml")
+    assert cfg.assemble.dtype == "float16" and cfg.assemble.max_megabytes <= 40
+    assert (cfg.data.low_size, cfg.data.high_size) == (160, 480)
+    assert cfg.dsr.text_slots <= cfg.tokenize.text_slots
+
+
+def test_mistakes_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"\[coglm\]: unknown keys \['layers'\]"):
+        TrainingConfig.from_dict({"coglm": {"layers": 3}})
+    with pytest.raises(ValueError, match="unknown sections"):
+        TrainingConfig.from_dict({"cogllm": {}})
+    with pytest.raises(ValueError, match="mask_ratios"):
+        TrainingConfig.from_dict({"itersr": {"mask_ratios": [0.0, 0.5]}})
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        TrainingConfig.from_dict({"dsr": {"steps": 0}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[coglm\nsteps = 1\n")
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_training_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_training_config(tmp_path / "missing.toml")

@@ -1,0 +1,154 @@
+"""Every training recipe for a few steps on a tiny data set built from the fixture SVGs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from cogview2 import CogView2Pipeline
+from cogview2.data import BuildConfig, build_emoji_dataset
+from cogview2.training import (
+    RECIPE_NAMES,
+    add_train_commands,
+    load_training_config,
+    run_recipe,
+)
+from cogview2.training.super_resolution import dsr_recipe
+from cogview2.training.tokenize_data import coglm_sample, load_token_split
+
+PACKAGE = Path(__file__).parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "emoji_npm"
+ROOTS = {
+    "cldr-annotations-full": FIXTURES / "cldr-annotations-full",
+    "cldr-annotations-derived-full": FIXTURES / "cldr-annotations-derived-full",
+    "emojibase-data": FIXTURES / "emojibase-data",
+    "@twemoji/svg": FIXTURES / "twemoji-svg",
+    "openmoji": FIXTURES / "openmoji",
+}
+TINY_DATA = BuildConfig(
+    styles=("twemoji", "openmoji"),
+    sizes=(32, 96),
+    heldout_fraction=0.3,
+    seed=3,
+    samples_per_shard=4,
+    progress=False,
+)
+
+
+def tiny_config(tmp: Path, data: Path):
+    cfg = load_training_config(PACKAGE / "configs" / "tiny-test.toml")
+    return dataclasses.replace(
+        cfg,
+        workdir=str(tmp / "run"),
+        data=dataclasses.replace(cfg.data, root=str(data)),
+        assemble=dataclasses.replace(cfg.assemble, out=str(tmp / "weights")),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    build_emoji_dataset(ROOTS, tmp / "data", TINY_DATA)
+    cfg = tiny_config(tmp, tmp / "data")
+    weights = run_recipe("all", cfg, progress=False)
+    return cfg, weights
+
+
+def test_all_recipes_write_their_outputs(trained):
+    cfg, weights = trained
+    dirs = cfg.stage_dirs
+    assert (dirs["text_tokenizer"] / "text.model").is_file()
+    vq_log = [json.loads(x) for x in (dirs["vqvae"] / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in vq_log] == [1, 2]
+    tensors, texts = load_token_split(dirs["tokenize"], "train")
+    n = len(texts)
+    assert tensors["low"].shape == (n, 16) and tensors["high"].shape == (n, 144)
+    assert int(tensors["low"].max()) < cfg.vqvae.num_codes and int(tensors["low"].min()) >= 0
+    labels = np.load(dirs["tokenize"] / "cluster_labels.npy")
+    assert labels.shape == (cfg.vqvae.num_codes,) and labels.max() < cfg.tokenize.num_clusters
+    samples = np.fromfile(dirs["tokenize"] / "coglm-train.bin", dtype="<i4")
+    assert samples.size == n * len(cfg.data.caption_templates) * (cfg.tokenize.text_slots + 1 + 16)
+    for stage, cfg_stage in (("coglm", cfg.coglm), ("dsr", cfg.dsr), ("itersr", cfg.itersr)):
+        log = [json.loads(x) for x in (dirs[stage] / "log.jsonl").read_text().splitlines()]
+        assert log[-1]["step"] == cfg_stage.steps and all(np.isfinite(r["loss"]) for r in log)
+    assert weights == Path(cfg.assemble.out)
+
+
+def test_assembled_weights_are_fp16_and_generate(trained):
+    _, weights = trained
+    for path in weights.rglob("*.safetensors"):
+        with safe_open(path, "pt") as f:
+            dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        assert dtypes <= {torch.float16, torch.int64, torch.int32}, (path, dtypes)
+    manifest = json.loads((weights / "pipeline.json").read_text())
+    assert manifest["dsr"]["shares_base"] == "coglm" and manifest["itersr"]["shares_base"] is None
+    pipe = CogView2Pipeline.from_pretrained(weights, dtype=torch.float32)
+    out = pipe(
+        "red apple",
+        style="none",
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        score=False,
+    )
+    assert out.images[0].size == (96, 96) and out.tokens.shape == (1, 12, 12)
+
+
+def test_coglm_sample_layout():
+    low = torch.arange(4)
+    s = coglm_sample([10, 11], [20], low, text_slots=6, pad_id=3)
+    assert s.tolist() == [10, 11, 3, 20, 3, 3, 3, 0, 1, 2, 3]
+    s = coglm_sample([10, 11, 12, 13], [20, 21], low, text_slots=5, pad_id=3)
+    assert s.tolist() == [10, 11, 12, 13, 3, 3, 0, 1, 2, 3]  # Chinese dropped: both do not fit
+
+
+def test_rerun_needs_resume_and_resume_skips_finished(trained):
+    cfg, _ = trained
+    with pytest.raises(ValueError, match="--resume"):
+        run_recipe("dsr", cfg, progress=False)
+    before = (cfg.stage_dirs["coglm"] / "log.jsonl").read_text()
+    run_recipe("all", cfg, resume=True, progress=False)  # only `assemble` runs again
+    assert (cfg.stage_dirs["coglm"] / "log.jsonl").read_text() == before
+
+
+def test_dsr_resume_after_interruption_matches_uninterrupted(trained, tmp_path):
+    cfg, _ = trained
+    from safetensors.torch import load_file
+
+    reference = load_file(cfg.stage_dirs["dsr"] / "checkpoint" / "trainable.safetensors")
+    ref_log = (cfg.stage_dirs["dsr"] / "log.jsonl").read_text().splitlines()
+    cut = dataclasses.replace(cfg, workdir=str(tmp_path / "run"))
+    for stage in ("text_tokenizer", "vqvae", "tokenize", "coglm"):
+        (tmp_path / "run").mkdir(exist_ok=True)
+        (tmp_path / "run" / stage).symlink_to(cfg.stage_dirs[stage])
+    dsr_recipe(cut, progress=False, stop_after=2)  # interrupted after the checkpoint of step 2
+    assert (
+        json.loads((cut.stage_dirs["dsr"] / "checkpoint" / "state.json").read_text())["step"] == 2
+    )
+    assert not (cut.stage_dirs["dsr"] / "final").exists()
+    dsr_recipe(cut, progress=False)  # resumes at step 2, runs step 3
+    resumed = load_file(cut.stage_dirs["dsr"] / "checkpoint" / "trainable.safetensors")
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        torch.testing.assert_close(resumed[k], reference[k], rtol=1e-5, atol=1e-6)
+    log = [json.loads(x) for x in (cut.stage_dirs["dsr"] / "log.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in ref_log]
+    assert [r["step"] for r in log] == [r["step"] for r in ref] == [2, 3]
+    for got, want in zip(log, ref, strict=True):  # same batches, same masks, same losses
+        assert abs(got["loss"] - want["loss"]) < 1e-5
+
+
+def test_train_command_parses():
+    parser = argparse.ArgumentParser()
+    add_train_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "coglm", "--config", "c.toml", "--resume"])
+    assert (args.recipe, args.config, args.resume) == ("coglm", Path("c.toml"), True)
+    assert RECIPE_NAMES[0] == "text-tokenizer" and RECIPE_NAMES[-1] == "assemble"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "nonsense", "--config", "c.toml"])
