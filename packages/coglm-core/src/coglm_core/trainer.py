@@ -1,0 +1,140 @@
+"""The resumable training loop (`train`); its command line is `coglm_core.cli`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .training import (
+    TrainConfig,
+    global_batch_indices,
+    latest_checkpoint,
+    make_batch,
+    make_optimizer,
+    save_training_checkpoint,
+    train_step,
+    world,
+)
+from .transformer import CogLM
+
+
+def _wrap(model: CogLM, cfg: TrainConfig) -> nn.Module:
+    _, world_size = world()
+    if world_size == 1:
+        return model
+    device = next(model.parameters()).device
+    if cfg.fsdp:
+        if device.type != "cuda":
+            raise ValueError("fsdp=True needs CUDA parameters; use DDP (fsdp=False) on CPU")
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.transformer.layers:
+            fully_shard(layer)
+        fully_shard(model)
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _full_states(
+    wrapped: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (
+        get_model_state_dict(wrapped, options=opts),
+        get_optimizer_state_dict(wrapped, optimizer, options=opts),
+    )
+
+
+def _load_states(wrapped: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> None:
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True)
+    model_state = load_file(folder / "model.safetensors")
+    optim_state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    set_model_state_dict(wrapped, model_state, options=opts)
+    set_optimizer_state_dict(wrapped, optimizer, optim_state, options=opts)
+
+
+def train(
+    model: CogLM,
+    dataset: Sequence[Tensor],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place until ``cfg.max_steps``, resuming from ``out_dir`` if possible.
+
+    Every process must call it with the same arguments (under ``torchrun`` the process group must
+    be initialised first, see `init_distributed_from_env`). Each process takes its contiguous
+    share of every global batch. Checkpoints (model, optimizer, step) go to
+    ``out_dir/step-<N>/`` atomically; ``out_dir/log.jsonl`` gets one line per step (rank 0).
+
+    Returns:
+        the per-step statistics of this call (loss, per-modality mean losses).
+    """
+    out = Path(out_dir)
+    rank, world_size = world()
+    if cfg.global_batch_size % world_size:
+        raise ValueError(
+            f"global_batch_size={cfg.global_batch_size} not divisible by {world_size} processes"
+        )
+    local = cfg.global_batch_size // world_size
+    out.mkdir(parents=True, exist_ok=True)
+    wrapped = _wrap(model, cfg)
+    optimizer = make_optimizer(wrapped, cfg)
+    start = 0
+    found = latest_checkpoint(out) if resume else None
+    if found is not None:
+        _load_states(wrapped, optimizer, found)
+        start = json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
+    amp = getattr(torch, cfg.autocast_dtype) if cfg.autocast_dtype else None
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(start, cfg.max_steps), disable=not progress or rank != 0, desc="train")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        torch.manual_seed(cfg.seed + 7919 * step + rank)  # dropout
+        indices = global_batch_indices(len(dataset), cfg, step)[rank * local : (rank + 1) * local]
+        batch = make_batch(dataset, indices, model.config, cfg, step)
+        stats = train_step(
+            wrapped, batch, optimizer, model.config, grad_clip=cfg.grad_clip, autocast_dtype=amp
+        )
+        record = {"step": step + 1, "loss": stats["loss"], "lr": cfg.lr_at(step)}
+        for name in ("image", "english", "chinese"):
+            n = stats[f"{name}_count"]
+            if n:
+                record[f"{name}_loss"] = stats[f"{name}_loss_sum"] / n
+        history.append(record)
+        if rank == 0:
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k.endswith("loss")})
+            with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+            model_state, optim_state = _full_states(wrapped, optimizer)
+            if rank == 0:
+                save_training_checkpoint(out, done, model, optimizer, cfg, model_state, optim_state)
+            if world_size > 1:
+                dist.barrier()
+    return history

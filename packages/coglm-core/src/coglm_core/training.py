@@ -1,0 +1,266 @@
+"""Training: one step and a resumable loop, single process or under ``torchrun`` (DDP; FSDP2 on
+GPUs). The data order, the strategy randomness and dropout depend only on (seed, step, sample), so
+a resumed run and a run with a different number of processes see the same global batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from .config import CogLMConfig, atomic_write_text
+from .losses import masked_token_losses, modality_losses
+from .strategies import Variant, collate, pretraining_example
+from .transformer import CogLM
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping settings.
+
+    Attributes:
+        global_batch_size: samples per step over all processes (divisible by the world size).
+        max_steps: optimiser steps in total (a resumed run continues to this number).
+        lr: peak AdamW learning rate; linear warm-up then cosine decay to ``min_lr_ratio``·lr.
+        warmup_steps: warm-up length.
+        min_lr_ratio: final lr fraction.
+        weight_decay: AdamW decay on matrices (not on biases / LayerNorm).
+        betas: AdamW betas.
+        grad_clip: max global gradient norm (0 = off).
+        seed: seeds data order, strategies, dropout and the model init done by the CLI.
+        variant: "released" or "paper" strategies.
+        caption_ratio: probability of the caption+patches task for text-image samples.
+        mask_ratio: patch ratio of the "paper" variant.
+        checkpoint_every: steps between checkpoints (the last step is always saved).
+        keep_checkpoints: how many step folders to keep.
+        autocast_dtype: "bfloat16"/"float16" autocast, or None for the parameter dtype.
+        fsdp: shard with FSDP2 (``fully_shard``) instead of DDP when distributed on GPUs.
+        optimizer: "adamw", or "sgd" (plain SGD with momentum 0.9; its update is linear in the
+            gradient, which makes data-parallel equivalence checks exact).
+    """
+
+    global_batch_size: int = 8
+    max_steps: int = 100
+    lr: float = 3e-4
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 1234
+    variant: Variant = "released"
+    caption_ratio: float = 0.3
+    mask_ratio: float = 0.75
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    autocast_dtype: str | None = None
+    fsdp: bool = False
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(self.max_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world_size); (0, 1) when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env() -> bool:
+    """Initialise the process group when launched by ``torchrun`` (WORLD_SIZE > 1).
+
+    Uses NCCL when CUDA is available, else gloo. Returns True when distributed.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def sample_order(num_samples: int, seed: int, epoch: int) -> Tensor:
+    """The permutation of sample indices for ``epoch``."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_samples, generator=gen)
+
+
+def global_batch_indices(num_samples: int, cfg: TrainConfig, step: int) -> list[int]:
+    """Dataset indices of step ``step``'s global batch (epochs reshuffled by seed)."""
+    start = step * cfg.global_batch_size
+    out, cache = [], {}
+    for flat in range(start, start + cfg.global_batch_size):
+        epoch, offset = divmod(flat, num_samples)
+        if epoch not in cache:
+            cache[epoch] = sample_order(num_samples, cfg.seed, epoch)
+        out.append(int(cache[epoch][offset]))
+    return out
+
+
+def make_batch(
+    dataset: Sequence[Tensor],
+    indices: Sequence[int],
+    model_config: CogLMConfig,
+    cfg: TrainConfig,
+    step: int,
+) -> dict[str, Any]:
+    """Collated batch; each sample's strategy randomness is seeded by (seed, step, index)."""
+    examples = []
+    for i in indices:
+        gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1_000_033 + int(i))
+        examples.append(
+            pretraining_example(
+                dataset[i],
+                model_config,
+                gen,
+                variant=cfg.variant,
+                caption_ratio=cfg.caption_ratio,
+                mask_ratio=cfg.mask_ratio,
+            )
+        )
+    return collate(examples)
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, Tensor):
+            out[key] = value.to(device)
+        elif hasattr(value, "in_region"):
+            out[key] = type(value)(value.in_region.to(device))
+        else:
+            out[key] = value
+    return out
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    model_config: CogLMConfig,
+    *,
+    grad_clip: float = 0.0,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """One optimiser step on a (local) batch; returns loss statistics.
+
+    The loss is eq. (2) normalised by the GLOBAL number of counted predictions, times the world
+    size (DDP averages gradients), so the update equals the single-process update on the
+    global batch.
+
+    Returns:
+        ``{"loss", "count", "<modality>_loss_sum", "<modality>_count"}`` summed over processes.
+    """
+    device = next(model.parameters()).device
+    batch = _to(batch, device)
+    _, world_size = world()
+    count = batch["loss_mask"].sum().float()
+    if world_size > 1:
+        dist.all_reduce(count)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    counted = batch["loss_mask"].bool()
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        out = model(
+            batch["input_ids"],
+            batch["position_ids"],
+            attention_mask=batch["attention_mask"],
+            logits_mask=counted,
+        )
+    labels = batch["labels"][counted]  # (N,)
+    per_token = masked_token_losses(out.logits[None], labels[None])[0]  # (N,), head only at N
+    loss = per_token.sum() / count.to(per_token.dtype).clamp_min(1)
+    (loss * world_size).backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    ones = torch.ones_like(labels, dtype=torch.bool)
+    stats = modality_losses(per_token.detach()[None], labels[None], ones[None], model_config)
+    flat = [float(loss.detach()) * world_size]
+    for total, n in stats.values():
+        flat += [total, float(n)]
+    vec = torch.tensor(flat, dtype=torch.float64, device=device)
+    if world_size > 1:
+        dist.all_reduce(vec)
+    result = {"loss": float(vec[0]) / world_size, "count": float(count)}
+    for i, name in enumerate(stats):
+        result[f"{name}_loss_sum"], result[f"{name}_count"] = (
+            float(vec[1 + 2 * i]),
+            float(vec[2 + 2 * i]),
+        )
+    return result
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD) with weight decay on matrices only."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+    if cfg.optimizer != "adamw":
+        raise ValueError(f"optimizer={cfg.optimizer!r}; allowed: 'adamw', 'sgd'")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def save_training_checkpoint(
+    out_dir: Path,
+    step: int,
+    model: CogLM,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    state: dict[str, Tensor],
+    optim_state: dict[str, Any],
+) -> Path:
+    """Write ``step-<N>/`` (weights, optimizer, state.json) via a temporary folder + rename, then
+    point ``latest`` at it (rank 0 only). Older step folders beyond ``keep_checkpoints`` go."""
+    final = out_dir / f"step-{step:08d}"
+    tmp = out_dir / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp / "model.safetensors"
+    )
+    torch.save(optim_state, tmp / "optimizer.pt")
+    meta = {"step": step, "train_config": asdict(cfg), "model_config": model.config.to_dict()}
+    (tmp / "state.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(out_dir / "latest", final.name + "\n")
+    old = sorted(out_dir.glob("step-*"))[: -cfg.keep_checkpoints]
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The step folder named by ``out_dir/latest``, if any."""
+    pointer = out_dir / "latest"
+    if not pointer.is_file():
+        return None
+    folder = out_dir / pointer.read_text(encoding="utf-8").strip()
+    return folder if folder.is_dir() else None

@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from coglm_core import (
+    CogLMConfig,
+    RegionMask,
+    coglm_attention_mask,
+    image_text_understanding_example,
+    pretraining_example,
+    text_image_generation_example,
+    text_only_example,
+)
+
+
+@pytest.fixture
+def config() -> CogLMConfig:
+    return CogLMConfig.tiny()
+
+
+def _sample(config: CogLMConfig, bilingual: bool = True, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randint(70, 96, (32,), generator=g)  # English ids
+    t[4] = config.pad_id
+    if bilingual:
+        t[5:8] = torch.randint(96, 120, (3,), generator=g)  # Chinese
+        t[8:16] = config.pad_id
+    else:
+        t[5:16] = config.pad_id
+    t[-16:] = torch.randint(0, 64, (16,), generator=g)
+    return t
+
+
+def test_text_to_image_released(config: CogLMConfig) -> None:
+    t = _sample(config, bilingual=False)
+    e = text_image_generation_example(t, config, torch.Generator().manual_seed(0))
+    assert e.input_ids[-17] == config.boi_id and e.position_ids[-17] == config.boi_position
+    assert e.position_ids[-16:].tolist() == list(range(41, 57)) and e.position_ids[:4].tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert e.loss_mask.sum() == 16 and e.loss_mask[-17:-1].all()
+    m = e.attention_mask
+    assert m[:, :4].all() and not m[:, 4:15].any()
+    assert torch.equal(m[-17:, -17:], torch.ones(17, 17, dtype=torch.bool).tril())
+    assert torch.equal(e.labels[:-1], e.input_ids[1:])
+
+
+def test_caption_and_patches_released(config: CogLMConfig) -> None:
+    t = _sample(config)
+    e = image_text_understanding_example(t, config, torch.Generator().manual_seed(1))
+    m = e.attention_mask
+    # segments: English [1, 5) with start 0, Chinese [6, 9) with start 5 (after the shift)
+    assert e.input_ids[0] == config.boe_id and e.input_ids[5] == config.boc_id
+    assert torch.equal(e.input_ids[1:5], t[0:4])
+    assert not m[0:5, 5:9].any() and not m[5:9, 0:5].any()  # segments do not see each other
+    assert m[0:9, -16:].all()  # text sees the whole image
+    assert e.position_ids[5:9].tolist() == [0, 1, 2, 3]
+    assert e.loss_mask[0:4].all() and not e.loss_mask[4] and e.loss_mask[5:8].all()
+    img = m[-16:, -16:]
+    context = img.all(0)  # context columns are visible to all image rows
+    assert not m[-16:, :-16].any()
+    assert 0 < int((~context).sum()) < 16
+    rows_ctx = img[context]
+    assert torch.equal(rows_ctx, context.expand_as(rows_ctx))  # context sees only context
+
+
+def test_caption_and_patches_paper_is_eq1(config: CogLMConfig) -> None:
+    t = _sample(config)
+    e = image_text_understanding_example(
+        t, config, torch.Generator().manual_seed(2), variant="paper", mask_ratio=0.75
+    )
+    assert e.attention_mask is None and e.in_region is not None
+    assert e.in_region[:16].float().mean() >= 0.75
+    regions = [(i, i + 1) for i in e.in_region.nonzero().flatten().tolist()]
+    assert torch.equal(e.dense_mask(), coglm_attention_mask(32, regions))
+    assert e.input_ids[16] in (config.boe_id, config.boc_id)
+    counted = e.loss_mask.nonzero().flatten()
+    assert e.in_region[counted].all() and e.in_region[counted + 1].all()
+
+
+def test_released_patch_ratio_is_about_half() -> None:
+    config = CogLMConfig.cogview2_6b()
+    t = torch.randint(20100, 83000, (512,))
+    t[30] = config.pad_id
+    t[31:112] = config.pad_id
+    t[-400:] = torch.randint(0, 20000, (400,))
+    ratios = []
+    for seed in range(20):
+        m = image_text_understanding_example(
+            t, config, torch.Generator().manual_seed(seed)
+        ).attention_mask
+        ratios.append(float((~m[-400:, -400:].all(0)).float().mean()))
+    assert 0.4 < sum(ratios) / len(ratios) < 0.62
+
+
+def test_text_only_spans(config: CogLMConfig) -> None:
+    t = torch.randint(70, 120, (32,))
+    e = text_only_example(t, config, torch.Generator().manual_seed(0))
+    assert e.position_ids.tolist() == list(range(32))
+    counted = e.loss_mask.nonzero().flatten()
+    assert counted.numel() >= 1 and e.in_region[counted].all() and e.in_region[counted + 1].all()
+    assert isinstance(RegionMask(e.in_region[None]).dense(), torch.Tensor)
+
+
+def test_dispatch(config: CogLMConfig) -> None:
+    kinds = set()
+    for seed in range(12):
+        e = pretraining_example(_sample(config), config, torch.Generator().manual_seed(seed))
+        kinds.add(bool(e.input_ids[-17] == config.boi_id))
+    assert kinds == {True, False}
+    assert pretraining_example(torch.randint(70, 120, (32,)), config).in_region is not None
+    with pytest.raises(ValueError, match="pure image"):
+        pretraining_example(torch.randint(0, 64, (32,)), config)
+    with pytest.raises(ValueError, match="sample must be"):
+        pretraining_example(torch.randint(0, 64, (31,)), config)
