@@ -67,8 +67,9 @@ def _make_tests(dist: str) -> None:
     def tests(session: nox.Session) -> None:
         """Run this package's CPU tests with only it and its declared siblings installed (not editable)."""
         siblings = [str(ROOT / "packages" / d) for d in local_deps(dist)]
-        # localattn's Triton kernels are tested on CPU under TRITON_INTERPRET=1.
-        extras = "test,triton" if dist == "localattn" else "test"
+        # localattn's Triton kernels are tested on CPU under TRITON_INTERPRET=1; cogview2's
+        # web page is tested in a browser.
+        extras = {"localattn": "test,triton", "cogview2": "test,web"}.get(dist, "test")
         _install(session, *siblings, f"{ROOT / 'packages' / dist}[{extras}]")
         session.run(
             "pytest",
