@@ -1,6 +1,6 @@
 """CPU timings of every stage with a small configuration, and LoPAR vs cached autoregression.
 
-    python packages/cogview2/bench/bench_cpu.py            # the figures of RESULTS.md
+    python packages/cogview2/bench/bench_cpu.py            # the figures of docs/benchmarks.md
     python packages/cogview2/bench/bench_cpu.py --quick    # a few seconds, smoke test
 
 Stage 1 (400 cached steps), DSR (one 4096-token pass), ITERSR with LoPAR (6 passes over 3616
