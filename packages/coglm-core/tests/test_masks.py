@@ -64,30 +64,25 @@ def test_structured_equals_dense_on_random_regions(
         assert torch.equal(structured.rows(start, stop)[0], dense[start:stop])
 
 
+# 2 bidirectional prefix tokens, then separator + 2 causal tokens: the (2, 2) generation mask
+# (text | BOI | image) and the (2, 2) inverse-prompt mask (image | BOC | caption) alike
+PREFIX2_CAUSAL3 = _matrix(
+    """
+    11000
+    11000
+    11100
+    11110
+    11111
+    """
+)
+
+
 def test_text_image_generation_mask_hand_written() -> None:
-    expected = _matrix(
-        """
-        11000
-        11000
-        11100
-        11110
-        11111
-        """
-    )
-    assert torch.equal(text_image_generation_mask(2, 2), expected)
+    assert torch.equal(text_image_generation_mask(2, 2), PREFIX2_CAUSAL3)
 
 
 def test_inverse_prompt_and_completion_masks() -> None:
-    expected = _matrix(
-        """
-        11000
-        11000
-        11100
-        11110
-        11111
-        """
-    )
-    assert torch.equal(inverse_prompt_mask(2, 2), expected)
+    assert torch.equal(inverse_prompt_mask(2, 2), PREFIX2_CAUSAL3)
     # text 2 | BOI | context 2 | region 2
     expected = _matrix(
         """

@@ -21,16 +21,6 @@ from cogview2.data import (
     verify_shards,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "emoji_npm"
-ROOTS = {
-    "cldr-annotations-full": FIXTURES / "cldr-annotations-full",
-    "cldr-annotations-derived-full": FIXTURES / "cldr-annotations-derived-full",
-    "emojibase-data": FIXTURES / "emojibase-data",
-    "@twemoji/svg": FIXTURES / "twemoji-svg",
-    "openmoji": FIXTURES / "openmoji",
-    "@svgmoji/noto": FIXTURES / "svgmoji-noto",
-    "fluentui-emoji": FIXTURES / "fluentui-emoji",
-}
 # seed 3 with fraction 0.5 holds out 1F44B (with its skin tone), 1F43C and 1F34E
 CONFIG = BuildConfig(
     styles=("twemoji", "openmoji"),
@@ -42,10 +32,20 @@ CONFIG = BuildConfig(
 )
 
 
+@pytest.fixture(scope="session")
+def roots(emoji_roots, emoji_npm):
+    """Every style's package: the shared roots plus noto and fluent."""
+    return {
+        **emoji_roots,
+        "@svgmoji/noto": emoji_npm / "svgmoji-noto",
+        "fluentui-emoji": emoji_npm / "fluentui-emoji",
+    }
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, roots):
     out = tmp_path_factory.mktemp("emoji")
-    manifest = build_emoji_dataset(ROOTS, out, CONFIG)
+    manifest = build_emoji_dataset(roots, out, CONFIG)
     return out, manifest
 
 
@@ -88,12 +88,12 @@ def test_records_carry_captions_and_raw_fields(built):
     assert (apple["group"], apple["subgroup"]) == ("food-drink", "food-fruit")
 
 
-def test_shard_round_trip_matches_a_fresh_render(built):
+def test_shard_round_trip_matches_a_fresh_render(built, emoji_npm):
     out, _ = built
     dataset = EmojiDataset(out, "heldout", 40)
     index = next(i for i, r in enumerate(dataset.records) if r["key"] == "twemoji/1F34E")
     item = dataset[index]
-    expected = render_svg((FIXTURES / "twemoji-svg" / "1f34e.svg").read_bytes(), 40)
+    expected = render_svg((emoji_npm / "twemoji-svg" / "1f34e.svg").read_bytes(), 40)
     assert dataset.image_bytes(index) == expected
     pixels = np.array(Image.open(io.BytesIO(expected)))
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 40, 40)
@@ -132,11 +132,11 @@ def test_dataset_rejects_bad_arguments(built, kwargs, message):
         EmojiDataset(out, **{"split": "train", "size": 16, **kwargs})
 
 
-def test_verify_detects_tampering_and_rebuild_is_byte_identical(built, tmp_path):
+def test_verify_detects_tampering_and_rebuild_is_byte_identical(built, tmp_path, roots):
     out, manifest = built
     verify_shards(out)
     copy = tmp_path / "copy"
-    again = build_emoji_dataset(ROOTS, copy, CONFIG)
+    again = build_emoji_dataset(roots, copy, CONFIG)
     for split in ("train", "heldout"):
         assert again["splits"][split]["shards"] == manifest["splits"][split]["shards"]
     shard = copy / manifest["splits"]["heldout"]["shards"][0]["file"]
@@ -146,14 +146,14 @@ def test_verify_detects_tampering_and_rebuild_is_byte_identical(built, tmp_path)
     with pytest.raises(ValueError, match="does not match its sha256"):
         verify_shards(copy)
     with pytest.raises(ValueError, match="already holds a data set"):
-        build_emoji_dataset(ROOTS, copy, CONFIG)
+        build_emoji_dataset(roots, copy, CONFIG)
 
 
-def test_four_styles_and_limit(tmp_path):
+def test_four_styles_and_limit(tmp_path, roots):
     config = BuildConfig(
         styles=("noto", "fluent"), sizes=(12,), heldout_fraction=0.0, limit=3, progress=False
     )
-    manifest = build_emoji_dataset(ROOTS, tmp_path, config)
+    manifest = build_emoji_dataset(roots, tmp_path, config)
     assert manifest["emoji"]["selected"] == 3  # 1F600, 1F4A4, 1F44B-1F3FB: evenly spaced
     keys = [r["key"] for r in _records(tmp_path, "train")]
     assert keys == ["fluent/1F4A4", "fluent/1F44B-1F3FB"]
@@ -191,7 +191,7 @@ def test_config_validation(kwargs, message):
         BuildConfig(**kwargs)
 
 
-def test_missing_package_root_is_named(tmp_path):
-    roots = {k: v for k, v in ROOTS.items() if k != "openmoji"}
+def test_missing_package_root_is_named(tmp_path, roots):
+    roots = {k: v for k, v in roots.items() if k != "openmoji"}
     with pytest.raises(ValueError, match="package_roots lacks \\['openmoji'\\]"):
         build_emoji_dataset(roots, tmp_path, CONFIG)

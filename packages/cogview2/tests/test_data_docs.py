@@ -6,19 +6,11 @@ from pathlib import Path
 
 from cogview2.data import BuildConfig, build_emoji_dataset
 
-FIXTURES = Path(__file__).parent / "fixtures" / "emoji_npm"
 DOC = Path(__file__).parents[3] / "docs" / "data.md"
 
 
-def test_data_docs_example(tmp_path, run_markdown_examples):
-    roots = {
-        "cldr-annotations-full": FIXTURES / "cldr-annotations-full",
-        "cldr-annotations-derived-full": FIXTURES / "cldr-annotations-derived-full",
-        "emojibase-data": FIXTURES / "emojibase-data",
-        "@twemoji/svg": FIXTURES / "twemoji-svg",
-        "openmoji": FIXTURES / "openmoji",
-    }
+def test_data_docs_example(tmp_path, run_markdown_examples, emoji_roots):
     config = BuildConfig(styles=("twemoji", "openmoji"), sizes=(160,), progress=False)
-    build_emoji_dataset(roots, tmp_path / "data" / "emoji", config)
+    build_emoji_dataset(emoji_roots, tmp_path / "data" / "emoji", config)
     assert run_markdown_examples(DOC) == 1
     assert (tmp_path / "out" / "emoji-png" / "captions.txt").is_file()

@@ -12,23 +12,14 @@ from PIL import Image
 from cogview2.data import BuildConfig, build_emoji_dataset
 from cogview2.evaluation import ClassifierConfig, EvalConfig, add_eval_command, run_evaluation
 
-FIXTURES = Path(__file__).parent / "fixtures" / "emoji_npm"
-ROOTS = {
-    "cldr-annotations-full": FIXTURES / "cldr-annotations-full",
-    "cldr-annotations-derived-full": FIXTURES / "cldr-annotations-derived-full",
-    "emojibase-data": FIXTURES / "emojibase-data",
-    "@twemoji/svg": FIXTURES / "twemoji-svg",
-    "openmoji": FIXTURES / "openmoji",
-}
-
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
+def tiny_data(tmp_path_factory, emoji_roots):
     out = tmp_path_factory.mktemp("emoji") / "data"
     config = BuildConfig(
         styles=("twemoji", "openmoji"), sizes=(32, 96), heldout_fraction=0.5, seed=3, progress=False
     )
-    build_emoji_dataset(ROOTS, out, config)
+    build_emoji_dataset(emoji_roots, out, config)
     return out
 
 
@@ -57,12 +48,12 @@ def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
     assert grid.size[0] == 2 * (48 + 4) + 4
 
 
-def test_eval_refuses_a_data_set_without_the_pipeline_sizes(tiny_pipe, tmp_path):
+def test_eval_refuses_a_data_set_without_the_pipeline_sizes(tiny_pipe, tmp_path, emoji_roots):
     out = tmp_path / "data"
     config = BuildConfig(
         styles=("twemoji",), sizes=(16,), heldout_fraction=0.5, seed=3, progress=False
     )
-    build_emoji_dataset(ROOTS, out, config)
+    build_emoji_dataset(emoji_roots, out, config)
     with pytest.raises(ValueError, match="size 32 not in this data set"):
         run_evaluation(
             tiny_pipe, out, tmp_path / "report", EvalConfig(num_prompts=2), progress=False

@@ -24,14 +24,6 @@ from cogview2.training.super_resolution import dsr_recipe
 from cogview2.training.tokenize_data import coglm_sample, load_token_split
 
 PACKAGE = Path(__file__).parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "emoji_npm"
-ROOTS = {
-    "cldr-annotations-full": FIXTURES / "cldr-annotations-full",
-    "cldr-annotations-derived-full": FIXTURES / "cldr-annotations-derived-full",
-    "emojibase-data": FIXTURES / "emojibase-data",
-    "@twemoji/svg": FIXTURES / "twemoji-svg",
-    "openmoji": FIXTURES / "openmoji",
-}
 TINY_DATA = BuildConfig(
     styles=("twemoji", "openmoji"),
     sizes=(32, 96),
@@ -53,9 +45,9 @@ def tiny_config(tmp: Path, data: Path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, emoji_roots):
     tmp = tmp_path_factory.mktemp("train")
-    build_emoji_dataset(ROOTS, tmp / "data", TINY_DATA)
+    build_emoji_dataset(emoji_roots, tmp / "data", TINY_DATA)
     cfg = tiny_config(tmp, tmp / "data")
     weights = run_recipe("all", cfg, progress=False)
     return cfg, weights

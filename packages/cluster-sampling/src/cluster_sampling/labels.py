@@ -88,6 +88,7 @@ def save_labels(path: str | os.PathLike[str], labels: torch.Tensor | np.ndarray)
     array = validate_labels(labels).numpy().astype("<i8", copy=False)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
     try:
         with os.fdopen(fd, "wb") as handle:
             np.save(handle, array, allow_pickle=False)

@@ -43,6 +43,7 @@ def write_token_file(path: str | os.PathLike[str], samples: Tensor) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(samples.to(torch.int32).numpy().astype("<i4").tobytes())

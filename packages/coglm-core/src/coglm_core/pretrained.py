@@ -27,6 +27,7 @@ def save_pretrained(model: CogLM, folder: str | os.PathLike[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt", "config": model.config.to_json()})

@@ -273,6 +273,7 @@ def load_sat_checkpoint(
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
     os.close(fd)
     try:
         torch.save(obj, tmp)

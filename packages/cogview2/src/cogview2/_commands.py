@@ -58,6 +58,7 @@ def _load(args: argparse.Namespace):
 def _save_png(image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
     os.close(fd)
     try:
         image.save(tmp, format="PNG")

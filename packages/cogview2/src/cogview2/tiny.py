@@ -13,6 +13,7 @@ from coglm_core.transformer import CogLM
 from icetk import HVQVAE, IceTokenizer, ImageTokenizer, TextTokenizer, TextTrainConfig, VQVAEConfig
 from icetk.train_text import train_text_tokenizer
 
+from ._layout import coglm_id_fields
 from .config import PipelineConfig
 from .models.config import DSRConfig, ITERSRConfig
 from .models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
@@ -49,24 +50,15 @@ def tiny_tokenizer(*, num_codes: int = 64, seed: int = 0) -> IceTokenizer:
 
 def tiny_coglm_config(tokenizer: IceTokenizer, **overrides: object) -> CogLMConfig:
     """A 2-layer, 32-wide CogLM whose ids match ``tokenizer`` (4×4 low-res grid)."""
-    lay = tokenizer.layout
-    ranges = lay.class_ranges
     base = dict(
         num_layers=2,
         hidden_size=32,
         num_attention_heads=4,
-        vocab_size=lay.vocab_size,
         max_sequence_length=96,
-        num_image_tokens=lay.num_image_tokens,
         image_grid_size=4,
         boi_position=64,
         image_position_offset=65,
-        boi_id=lay.boi_id,
-        boe_id=lay.boe_id,
-        boc_id=lay.boc_id,
-        pad_id=lay.pad_id if lay.pad_id >= 0 else lay.text_offset,
-        english_id_range=(ranges["english"].start, ranges["english"].stop),
-        chinese_id_range=(ranges["chinese"].start, ranges["chinese"].stop),
+        **coglm_id_fields(tokenizer.layout),
         hidden_dropout=0.0,
         attention_dropout=0.0,
         sequence_length=32,

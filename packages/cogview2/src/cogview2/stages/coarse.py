@@ -13,6 +13,7 @@ from coglm_core.transformer import CogLM
 
 from ..recipes import SamplingRecipe
 from ._batching import batch_sizes
+from ._sampler import capped_cluster_sampler
 
 
 def stage1_sampler(labels: Tensor, recipe: SamplingRecipe) -> ClusterSampler:
@@ -20,9 +21,8 @@ def stage1_sampler(labels: Tensor, recipe: SamplingRecipe) -> ClusterSampler:
 
     ``topk_gen`` is capped at the number of clusters (only matters for small test codebooks).
     """
-    num_clusters = int(labels.max()) + 1
-    return ClusterSampler(
-        labels, min(recipe.topk_gen, num_clusters), recipe.temp_all_gen, recipe.temp_cluster_gen
+    return capped_cluster_sampler(
+        labels, recipe.topk_gen, recipe.temp_all_gen, recipe.temp_cluster_gen
     )
 
 

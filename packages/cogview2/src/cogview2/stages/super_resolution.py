@@ -13,16 +13,19 @@ from ..lopar import NUM_PASSES, PASS_TOP_K, pass_mask, tiled_order
 from ..models.sr import DirectSuperResolution, IterativeSuperResolution
 from ..recipes import SamplingRecipe
 from ._batching import batch_sizes
+from ._sampler import capped_cluster_sampler
 
 PassHook = Callable[[int, Tensor], None]
 """``hook(pass_number, mask (B, G, G) bool)``, called before each LoPAR pass (for tests/tools)."""
 
 
 def dsr_sampler(labels: Tensor, recipe: SamplingRecipe) -> ClusterSampler:
-    """Cluster sampler of DSR (``topk_dsr`` clusters, T1 = ``temp_all_dsr``, T2 = ``temp_cluster_dsr``)."""
-    num_clusters = int(labels.max()) + 1
-    return ClusterSampler(
-        labels, min(recipe.topk_dsr, num_clusters), recipe.temp_all_dsr, recipe.temp_cluster_dsr
+    """Cluster sampler of DSR (``topk_dsr`` clusters, T1 = ``temp_all_dsr``, T2 = ``temp_cluster_dsr``).
+
+    ``topk_dsr`` is capped at the number of clusters (only matters for small test codebooks).
+    """
+    return capped_cluster_sampler(
+        labels, recipe.topk_dsr, recipe.temp_all_dsr, recipe.temp_cluster_dsr
     )
 
 

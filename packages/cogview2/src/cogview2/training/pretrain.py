@@ -14,6 +14,7 @@ import torch
 from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretrained, train
 from icetk import VocabularyLayout
 
+from .._layout import coglm_id_fields
 from .config import TrainingConfig
 from .runtime import barrier, default_device, is_main
 from .tokenize_data import cfg_low
@@ -35,25 +36,17 @@ def coglm_config(cfg: TrainingConfig, layout: VocabularyLayout) -> CogLMConfig:
     rc = cfg.coglm
     n_img = cfg_low(cfg)
     seq = cfg.tokenize.text_slots + 1 + n_img
-    ranges = layout.class_ranges
     return CogLMConfig(
         num_layers=rc.num_layers,
         hidden_size=rc.hidden_size,
         num_attention_heads=rc.num_attention_heads,
-        vocab_size=layout.vocab_size,
         max_sequence_length=seq + 1 + n_img,
         hidden_dropout=rc.dropout,
         attention_dropout=rc.dropout,
-        num_image_tokens=layout.num_image_tokens,
         image_grid_size=cfg.data.low_size // 8,
         boi_position=seq,
         image_position_offset=seq + 1,
-        boi_id=layout.boi_id,
-        boe_id=layout.boe_id,
-        boc_id=layout.boc_id,
-        pad_id=layout.pad_id if layout.pad_id >= 0 else layout.text_offset,
-        english_id_range=(ranges["english"].start, ranges["english"].stop),
-        chinese_id_range=(ranges["chinese"].start, ranges["chinese"].stop),
+        **coglm_id_fields(layout),
         sequence_length=seq,
         patch_size=rc.patch_size,
     )

@@ -26,6 +26,7 @@ from cluster_sampling import cluster_codebook
 from coglm_core.data import write_token_file
 from icetk import IceTokenizer
 
+from .._layout import layout_pad_id
 from .._weights import atomic_save_tensors, atomic_write_text
 from ..data import SPLITS, EmojiDataset, make_caption
 from .config import TrainingConfig
@@ -144,11 +145,7 @@ def tokenize_recipe(cfg: TrainingConfig, *, progress: bool = True) -> Path:
         _tokenize_split(cfg, tokenizer, split, out, progress)
     if is_main():
         tensors, texts = load_token_split(out, "train")
-        pad = (
-            tokenizer.layout.pad_id
-            if tokenizer.layout.pad_id >= 0
-            else tokenizer.layout.text_offset
-        )
+        pad = layout_pad_id(tokenizer.layout)
         samples = [
             coglm_sample(t[tpl]["en"], t[tpl]["zh"], low, cfg.tokenize.text_slots, pad)
             for low, t in zip(tensors["low"], texts, strict=True)

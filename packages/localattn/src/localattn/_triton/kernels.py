@@ -81,6 +81,31 @@ def _tile_setup(
 
 
 @triton.jit
+def _softmax_step(s, v, m_i, l_i, acc, DOT_FP32: tl.constexpr):
+    """One online-softmax step: fold scores ``s`` and values ``v`` into (m_i, l_i, acc)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.exp(s - m_safe[:, None])
+    alpha = tl.exp(m_i - m_safe)
+    acc = acc * alpha[:, None] + _mm(p, v, DOT_FP32)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _grad_step(
+    s, k, v, q, do, lse, delta, q_ok, dk_ptrs, dv_ptrs, mask, scale, DOT_FP32: tl.constexpr
+):
+    """Backward of one key block: adds its dK, dV atomically; returns (its dQ term, ds)."""
+    p = tl.where(q_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
+    dp = _mm(do, tl.trans(v), DOT_FP32)
+    ds = p * (dp - delta[:, None])
+    tl.atomic_add(dk_ptrs, _mm(tl.trans(ds), q, DOT_FP32) * scale, mask=mask)
+    tl.atomic_add(dv_ptrs, _mm(tl.trans(p), do, DOT_FP32), mask=mask)
+    return _mm(ds, k, DOT_FP32), ds
+
+
+@triton.jit
 def _fwd_kernel(
     Q,
     K,
@@ -152,14 +177,8 @@ def _fwd_kernel(
             D,
             DOT_FP32,
         )
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp(s - m_safe[:, None])
-        alpha = tl.exp(m_i - m_safe)
         v = tl.load(V + ptrs, mask=kvalid[:, None] & d_ok[None, :], other=0.0)
-        acc = acc * alpha[:, None] + _mm(p, v, DOT_FP32)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        m_i = m_new
+        m_i, l_i, acc = _softmax_step(s, v, m_i, l_i, acc, DOT_FP32)
     offs_t = tl.arange(0, BLOCK_T)
     for t0 in range(0, T, BLOCK_T):
         t = t0 + offs_t
@@ -169,14 +188,8 @@ def _fwd_kernel(
         add = tl.load(EADD + bh * T + t, mask=t_ok, other=float("-inf"))
         s = _mm(q, tl.trans(ek), DOT_FP32)
         s = s * scale + add[None, :]
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp(s - m_safe[:, None])
-        alpha = tl.exp(m_i - m_safe)
         ev = tl.load(EV + eptrs, mask=t_ok[:, None] & d_ok[None, :], other=0.0)
-        acc = acc * alpha[:, None] + _mm(p, ev, DOT_FP32)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        m_i = m_new
+        m_i, l_i, acc = _softmax_step(s, ev, m_i, l_i, acc, DOT_FP32)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_safe[:, None]
     tl.store(
@@ -266,13 +279,11 @@ def _bwd_kernel(
             DOT_FP32,
         )
         kmask = kvalid[:, None] & d_ok[None, :]
-        p = tl.where(q_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
         v = tl.load(V + ptrs, mask=kmask, other=0.0)
-        dp = _mm(do, tl.trans(v), DOT_FP32)
-        ds = p * (dp - delta[:, None])
-        dq += _mm(ds, k, DOT_FP32)
-        tl.atomic_add(DK + ptrs, _mm(tl.trans(ds), q, DOT_FP32) * scale, mask=kmask)
-        tl.atomic_add(DV + ptrs, _mm(tl.trans(p), do, DOT_FP32), mask=kmask)
+        dq_k, _ds = _grad_step(
+            s, k, v, q, do, lse, delta, q_ok, DK + ptrs, DV + ptrs, kmask, scale, DOT_FP32
+        )
+        dq += dq_k
     offs_t = tl.arange(0, BLOCK_T)
     for t0 in range(0, T, BLOCK_T):
         t = t0 + offs_t
@@ -283,12 +294,10 @@ def _bwd_kernel(
         ev = tl.load(EV + eptrs, mask=emask, other=0.0)
         add = tl.load(EADD + bh * T + t, mask=t_ok, other=float("-inf"))
         s = _mm(q, tl.trans(ek), DOT_FP32) * scale + add[None, :]
-        p = tl.where(q_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
-        dp = _mm(do, tl.trans(ev), DOT_FP32)
-        ds = p * (dp - delta[:, None])
-        dq += _mm(ds, ek, DOT_FP32)
-        tl.atomic_add(DEK + eptrs, _mm(tl.trans(ds), q, DOT_FP32) * scale, mask=emask)
-        tl.atomic_add(DEV + eptrs, _mm(tl.trans(p), do, DOT_FP32), mask=emask)
+        dq_t, ds = _grad_step(
+            s, ek, ev, q, do, lse, delta, q_ok, DEK + eptrs, DEV + eptrs, emask, scale, DOT_FP32
+        )
+        dq += dq_t
         tl.atomic_add(DEADD + bh * T + t, tl.sum(ds, 0), mask=t_ok)
     tl.store(DQ + qptrs, (dq * scale).to(DQ.dtype.element_ty), mask=qmask)
 

@@ -1,4 +1,4 @@
-"""Shared plumbing of the op backends: argument normalisation and the eager autograd wrapper."""
+"""Shared plumbing of the op backends: argument normalisation, op registration, eager autograd."""
 
 from __future__ import annotations
 
@@ -56,3 +56,85 @@ def eager_autograd(
             return (*grads, None, None, None, None)
 
     return _LocalAttention
+
+
+def register_ops(name: str, forward_impl: Callable, backward_impl: Callable) -> tuple:
+    """Register ``localattn::{name}_forward`` / ``_backward`` custom ops over a backend's impls.
+
+    Both get fake implementations; the forward op gets autograd through the backward op.
+    Returns (forward_op, backward_op).
+    """
+
+    @torch.library.custom_op(f"localattn::{name}_forward", mutates_args=())
+    def forward_op(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        extra_k: torch.Tensor,
+        extra_v: torch.Tensor,
+        extra_add: torch.Tensor,
+        kh: int,
+        kw: int,
+        causal: bool,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
+
+    @forward_op.register_fake
+    def _(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
+        return torch.empty_like(q), q.new_empty(q.shape[:4], dtype=stat_dtype(q.dtype))
+
+    @torch.library.custom_op(f"localattn::{name}_backward", mutates_args=())
+    def backward_op(
+        dout: torch.Tensor,
+        dlse: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        extra_k: torch.Tensor,
+        extra_v: torch.Tensor,
+        extra_add: torch.Tensor,
+        out: torch.Tensor,
+        lse: torch.Tensor,
+        kh: int,
+        kw: int,
+        causal: bool,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return backward_impl(
+            dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
+        )
+
+    @backward_op.register_fake
+    def _(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale):
+        return tuple(torch.empty_like(x) for x in (q, k, v, extra_k, extra_v, extra_add))
+
+    def setup_context(ctx, inputs, output):
+        q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale = inputs
+        ctx.save_for_backward(q, k, v, extra_k, extra_v, extra_add, *output)
+        ctx.params = (kh, kw, causal, scale)
+
+    def backward(ctx, dout, dlse):
+        q, k, v, extra_k, extra_v, extra_add, out, lse = ctx.saved_tensors
+        dout = torch.zeros_like(out) if dout is None else dout.contiguous()
+        dlse = torch.zeros_like(lse) if dlse is None else dlse.contiguous()
+        grads = backward_op(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, *ctx.params)
+        return (*grads, None, None, None, None)
+
+    forward_op.register_autograd(backward, setup_context=setup_context)
+    return forward_op, backward_op
+
+
+def run_op(
+    forward_op: Callable,
+    eager: type[torch.autograd.Function],
+    inputs: AttentionInputs,
+    extra_add: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A backend's ``forward``: the custom op under ``torch.compile``, the eager Function else."""
+    ek, ev, ea = op_args(inputs, extra_add)
+    win = inputs.window
+    args = (inputs.q, inputs.k, inputs.v, ek, ev, ea, win.kh, win.kw, win.causal, inputs.scale)
+    if torch.compiler.is_compiling():
+        return forward_op(*args)
+    return eager.apply(*args)

@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import torch
 
-from localattn._tiling import DEFAULT_TILING, TilePlan, additive_mask, choose_plan, tile_tables
+from localattn._tiling import (
+    DEFAULT_TILING,
+    TilePlan,
+    TileTables,
+    additive_mask,
+    choose_plan,
+    tile_tables,
+)
 from localattn._validate import AttentionInputs
-from localattn.backends._kernel_args import eager_autograd, op_args, stat_dtype
+from localattn.backends._kernel_args import eager_autograd, register_ops, run_op, stat_dtype
 from localattn.backends.base import Backend
 from localattn.types import WindowSpec
 
 
-def _plan(q: torch.Tensor, k: torch.Tensor, kh: int, kw: int, causal: bool, t: int) -> TilePlan:
+def _tiles(
+    q: torch.Tensor, k: torch.Tensor, kh: int, kw: int, causal: bool, t: int, dtype: torch.dtype
+) -> tuple[TilePlan, TileTables, torch.Tensor]:
+    """The tile plan, its index tables and its additive window mask (forward and backward alike)."""
     window = WindowSpec(kh, kw, causal)
     hw, khw = (q.shape[2], q.shape[3]), (k.shape[2], k.shape[3])
-    return choose_plan(hw, khw, window, t, q.shape[-1])
+    plan = choose_plan(hw, khw, window, t, q.shape[-1])
+    return plan, tile_tables(plan, q.device), additive_mask(plan, dtype, q.device)
 
 
 def _chunks(
@@ -68,9 +79,7 @@ def reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal,
     cdt = stat_dtype(q.dtype)
     b, heads, h, w, d = q.shape
     t = extra_k.shape[2]
-    plan = _plan(q, k, kh, kw, causal, t)
-    tab = tile_tables(plan, q.device)
-    mask = additive_mask(plan, cdt, q.device)
+    plan, tab, mask = _tiles(q, k, kh, kw, causal, t, cdt)
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
     ek, ev, ea = extra_k.to(cdt), extra_v.to(cdt), extra_add.to(cdt)
     outs, lses = [], []
@@ -98,9 +107,7 @@ def reference_backward_impl(
     cdt = stat_dtype(q.dtype)
     b, heads, _h, _w, d = q.shape
     t = extra_k.shape[2]
-    plan = _plan(q, k, kh, kw, causal, t)
-    tab = tile_tables(plan, q.device)
-    mask = additive_mask(plan, cdt, q.device)
+    plan, tab, mask = _tiles(q, k, kh, kw, causal, t, cdt)
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
     lsef = _flat(lse)[..., None]
     # delta' = rowsum(dO * O) - dlse folds the lse gradient into the softmax backward
@@ -146,75 +153,9 @@ def reference_backward_impl(
     )
 
 
-@torch.library.custom_op("localattn::reference_forward", mutates_args=())
-def reference_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    extra_k: torch.Tensor,
-    extra_v: torch.Tensor,
-    extra_add: torch.Tensor,
-    kh: int,
-    kw: int,
-    causal: bool,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Custom op: (out, lse) of the reference local attention."""
-    return reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
-
-
-@reference_forward.register_fake
-def _(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
-    lse = q.new_empty(q.shape[:4], dtype=stat_dtype(q.dtype))
-    return torch.empty_like(q), lse
-
-
-@torch.library.custom_op("localattn::reference_backward", mutates_args=())
-def reference_backward(
-    dout: torch.Tensor,
-    dlse: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    extra_k: torch.Tensor,
-    extra_v: torch.Tensor,
-    extra_add: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    kh: int,
-    kw: int,
-    causal: bool,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Custom op: gradients of :func:`reference_forward`."""
-    return reference_backward_impl(
-        dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
-    )
-
-
-@reference_backward.register_fake
-def _(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale):
-    return tuple(torch.empty_like(x) for x in (q, k, v, extra_k, extra_v, extra_add))
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale = inputs
-    out, lse = output
-    ctx.save_for_backward(q, k, v, extra_k, extra_v, extra_add, out, lse)
-    ctx.params = (kh, kw, causal, scale)
-
-
-def _backward(ctx, dout, dlse):
-    q, k, v, extra_k, extra_v, extra_add, out, lse = ctx.saved_tensors
-    dout = torch.zeros_like(out) if dout is None else dout.contiguous()
-    dlse = torch.zeros_like(lse) if dlse is None else dlse.contiguous()
-    grads = reference_backward(
-        dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, *ctx.params
-    )
-    return (*grads, None, None, None, None)
-
-
-reference_forward.register_autograd(_backward, setup_context=_setup_context)
+reference_forward, reference_backward = register_ops(
+    "reference", reference_forward_impl, reference_backward_impl
+)
 _EAGER = eager_autograd(reference_forward_impl, reference_backward_impl)
 
 
@@ -233,9 +174,4 @@ class ReferenceBackend(Backend):
     def forward(
         self, inputs: AttentionInputs, extra_add: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        ek, ev, ea = op_args(inputs, extra_add)
-        win = inputs.window
-        args = (inputs.q, inputs.k, inputs.v, ek, ev, ea, win.kh, win.kw, win.causal, inputs.scale)
-        if torch.compiler.is_compiling():
-            return reference_forward(*args)
-        return _EAGER.apply(*args)
+        return run_op(reference_forward, _EAGER, inputs, extra_add)

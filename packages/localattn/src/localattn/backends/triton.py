@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from localattn._validate import AttentionInputs
-from localattn.backends._kernel_args import eager_autograd, op_args, stat_dtype
+from localattn.backends._kernel_args import eager_autograd, register_ops, run_op, stat_dtype
 from localattn.backends.base import Backend
 from localattn.types import WindowSpec
 
@@ -94,28 +94,6 @@ def _triton_forward_impl(
     return out.view(q.shape), lse.view(b, heads, h, w).to(stat_dtype(q.dtype))
 
 
-@torch.library.custom_op("localattn::triton_forward", mutates_args=())
-def triton_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    extra_k: torch.Tensor,
-    extra_v: torch.Tensor,
-    extra_add: torch.Tensor,
-    kh: int,
-    kw: int,
-    causal: bool,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Custom op: (out, lse) from the fused Triton forward kernel."""
-    return _triton_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
-
-
-@triton_forward.register_fake
-def _(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
-    return torch.empty_like(q), q.new_empty(q.shape[:4], dtype=stat_dtype(q.dtype))
-
-
 def _triton_backward_impl(
     dout: torch.Tensor,
     dlse: torch.Tensor,
@@ -158,49 +136,9 @@ def _triton_backward_impl(
     return tuple(g.view(x.shape).to(x.dtype) for g, x in zip(grads, shapes, strict=False))
 
 
-@torch.library.custom_op("localattn::triton_backward", mutates_args=())
-def triton_backward(
-    dout: torch.Tensor,
-    dlse: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    extra_k: torch.Tensor,
-    extra_v: torch.Tensor,
-    extra_add: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    kh: int,
-    kw: int,
-    causal: bool,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Custom op: gradients of :func:`triton_forward` (q, k, v, extra_k, extra_v, extra_add)."""
-    return _triton_backward_impl(
-        dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
-    )
-
-
-@triton_backward.register_fake
-def _(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale):
-    return tuple(torch.empty_like(x) for x in (q, k, v, extra_k, extra_v, extra_add))
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale = inputs
-    ctx.save_for_backward(q, k, v, extra_k, extra_v, extra_add, *output)
-    ctx.params = (kh, kw, causal, scale)
-
-
-def _backward(ctx, dout, dlse):
-    q, k, v, extra_k, extra_v, extra_add, out, lse = ctx.saved_tensors
-    dout = torch.zeros_like(out) if dout is None else dout
-    dlse = torch.zeros_like(lse) if dlse is None else dlse
-    grads = triton_backward(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, *ctx.params)
-    return (*grads, None, None, None, None)
-
-
-triton_forward.register_autograd(_backward, setup_context=_setup_context)
+triton_forward, triton_backward = register_ops(
+    "triton", _triton_forward_impl, _triton_backward_impl
+)
 _EAGER = eager_autograd(_triton_forward_impl, _triton_backward_impl)
 
 
@@ -236,9 +174,4 @@ class TritonBackend(Backend):
     def forward(
         self, inputs: AttentionInputs, extra_add: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        ek, ev, ea = op_args(inputs, extra_add)
-        win = inputs.window
-        args = (inputs.q, inputs.k, inputs.v, ek, ev, ea, win.kh, win.kw, win.causal, inputs.scale)
-        if torch.compiler.is_compiling():
-            return triton_forward(*args)
-        return _EAGER.apply(*args)
+        return run_op(triton_forward, _EAGER, inputs, extra_add)
