@@ -36,7 +36,7 @@ class TilingConfig:
     tile_overhead: int = 2048
     score_passes: int = 6
     gather_passes: int = 2
-    chunk_elements: int = 1 << 24
+    chunk_elements: int = 1 << 22
     accelerator_chunk_elements: int = 1 << 26
 
 
