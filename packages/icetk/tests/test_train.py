@@ -1,4 +1,4 @@
-"""VQ-VAE training: overfitting real-looking images, resuming, atomic checkpoints, perceptual loss."""
+"""VQ-VAE training: overfitting real emoji images, resuming, atomic checkpoints, perceptual loss."""
 
 import math
 import os
@@ -7,7 +7,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -23,9 +25,20 @@ def _reconstruction_psnr(model: HVQVAE, images: torch.Tensor) -> float:
     return psnr(images, tok.decode_image(tok.encode_image(images)))
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _emoji_images() -> torch.Tensor:
+    """(4, 3, 32, 32) real emoji artwork in [0, 1] (four art styles; see fixtures/README.md)."""
+    paths = sorted(FIXTURES.glob("*.png"))
+    assert len(paths) == 4, paths
+    arrays = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255 for p in paths]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
 def _overfit(steps: int, tmp_path) -> tuple[float, float, dict]:
     torch.manual_seed(0)
-    images = shapes_images(4, 32)
+    images = _emoji_images()
     model = HVQVAE(VQVAEConfig.tiny(num_codes=64))
     before = _reconstruction_psnr(model, images)
     cfg = ImageTrainConfig(steps=steps, batch_size=4, lr=3e-3, hflip=False, restart_every=10,
@@ -35,11 +48,12 @@ def _overfit(steps: int, tmp_path) -> tuple[float, float, dict]:
 
 
 def test_overfit_reaches_psnr_threshold(tmp_path) -> None:
-    """300 steps (17 s on the shared 2-core box): the tiny VQ-VAE (64 codes, 4×4 tokens per
-    image) reconstructs 4 shapes images at >= 23 dB PSNR (untrained: < 15 dB), codes in use."""
+    """300 steps (~16 s on one core): the tiny VQ-VAE (64 codes, 4×4 tokens per image)
+    reconstructs 4 real emoji renders (32 px) at >= 20 dB PSNR (untrained: ~9 dB; measured
+    21.7 dB), with the codebook in use."""
     before, after, metrics = _overfit(300, tmp_path)
     assert before < 15.0
-    assert after >= 23.0, (before, after)
+    assert after >= 20.0, (before, after)
     assert metrics["usage"] >= 0.5
 
 
