@@ -147,3 +147,28 @@ def test_to_moves_in_place_and_keeps_the_shared_base(tiny_pipe) -> None:
     assert tiny_pipe.to("cpu", torch.float32) is tiny_pipe
     assert tiny_pipe.dsr.base is tiny_pipe.coglm and tiny_pipe.device == torch.device("cpu")
     assert tiny_pipe.max_prompt_tokens == 47  # min(109, boi_position 64, DSR text_slots 48 - 1)
+
+
+def test_progress_bar_names_each_stage(tiny_pipe, monkeypatch) -> None:
+    """The bar's description names the running stage (the web page shows it via track_tqdm)."""
+    import cogview2.pipeline as pipeline_module
+    from cogview2.pipeline import STAGE_NAMES
+
+    seen: list[str] = []
+
+    class RecordingBar:
+        def __init__(self, *args, desc: str = "", **kwargs) -> None:
+            seen.append(desc)
+
+        def set_description(self, desc: str) -> None:
+            seen.append(desc)
+
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(pipeline_module, "tqdm", RecordingBar)
+    tiny_pipe("a red apple", num_images=1, generator=_gen(0), output_type="tokens", progress=False)
+    assert seen == [STAGE_NAMES["coarse"], STAGE_NAMES["dsr"], STAGE_NAMES["itersr"]]

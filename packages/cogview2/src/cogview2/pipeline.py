@@ -31,6 +31,12 @@ from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
 
 STAGES = ("coarse", "dsr", "itersr")
+STAGE_NAMES = {
+    "coarse": "stage 1: text → low-res tokens",
+    "dsr": "direct super-resolution",
+    "itersr": "iterative super-resolution (LoPAR)",
+}
+"""What the progress bar calls each stage."""
 BOI_TOKEN = "<start_of_image>"
 OutputType = Literal["pil", "pt", "tokens"]
 LANGUAGES = {"english": ("common", "english"), "chinese": ("common", "chinese")}
@@ -200,8 +206,8 @@ class CogView2Pipeline:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"num_images must be an int >= 1, got {num_images!r}")
         text_ids = self.encode_prompt(prompt, recipe)
-        bar = tqdm(total=len(stages), desc="cogview2", disable=not progress)
-        bar.set_postfix_str("stage 1 (text → low-res tokens)")
+        # The stage name is the bar's description, which the web page's progress shows too.
+        bar = tqdm(total=len(stages), desc=STAGE_NAMES["coarse"], disable=not progress)
         low = generate_low_res(
             self.coglm,
             text_ids,
@@ -224,7 +230,7 @@ class CogView2Pipeline:
             )
         tokens = low
         if "dsr" in stages:
-            bar.set_postfix_str("direct super-resolution")
+            bar.set_description(STAGE_NAMES["dsr"])
             tokens = direct_super_resolution(
                 self.dsr,
                 text_ids,
@@ -236,7 +242,7 @@ class CogView2Pipeline:
             )
             bar.update()
         if "itersr" in stages:
-            bar.set_postfix_str("iterative super-resolution (LoPAR)")
+            bar.set_description(STAGE_NAMES["itersr"])
             tokens = iterative_super_resolution(
                 self.itersr,
                 text_ids,
@@ -335,7 +341,7 @@ class CogView2Pipeline:
         high_mask = box_grid_mask(box, self.image_size, self.high_grid)
         text_ids = self.encode_prompt(prompt, recipe)
         device = self.device
-        bar = tqdm(total=3, desc="cogview2 complete", disable=not progress)
+        bar = tqdm(total=3, desc=f"complete: {STAGE_NAMES['coarse']}", disable=not progress)
         low = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
         low = low.masked_fill(low_mask.to(device), UNKNOWN).expand(num_images, -1).contiguous()
         prefix = torch.tensor([*text_ids, self.coglm.config.boi_id], device=device)
@@ -350,6 +356,7 @@ class CogView2Pipeline:
             upweight=recipe.attn_plus,
         )
         bar.update()
+        bar.set_description(f"complete: {STAGE_NAMES['dsr']}")
         high = direct_super_resolution(
             self.dsr,
             text_ids,
@@ -360,6 +367,7 @@ class CogView2Pipeline:
             max_batch=self.config.sr_batch,
         )
         bar.update()
+        bar.set_description(f"complete: {STAGE_NAMES['itersr']}")
         original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
         high = torch.where(high_mask.flatten().to(high.device), high, original)
         high = iterative_super_resolution(
