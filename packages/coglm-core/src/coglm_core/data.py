@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ._atomic import atomic_path
 
 
 class TokenDataset:
@@ -41,14 +42,6 @@ class TokenDataset:
 def write_token_file(path: str | os.PathLike[str], samples: Tensor) -> Path:
     """Write (N, L) integer tokens as a flat int32 file, atomically."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(samples.to(torch.int32).numpy().astype("<i4").tobytes())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(samples.to(torch.int32).numpy().astype("<i4").tobytes())
     return out

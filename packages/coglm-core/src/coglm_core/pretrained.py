@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ._atomic import atomic_path
 from .config import CogLMConfig
 from .sat_checkpoint import check_state_dict
 from .transformer import CogLM
@@ -26,15 +26,8 @@ def save_pretrained(model: CogLM, folder: str | os.PathLike[str]) -> Path:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
-    os.close(fd)
-    try:
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", "config": model.config.to_json()})
-        os.replace(tmp, out / WEIGHTS_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     model.config.save(out / CONFIG_NAME)
     return out
 

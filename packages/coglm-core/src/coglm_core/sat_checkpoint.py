@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import random
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._atomic import atomic_path
 from .config import CogLMConfig, atomic_write_text
 
 MODEL_FILE = "mp_rank_00_model_states.pt"
@@ -270,19 +270,6 @@ def load_sat_checkpoint(
     return SatCheckpoint(module, config, iteration, file, extra)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_sat_checkpoint(
     folder: str | os.PathLike[str],
     state_dict: Mapping[str, Tensor],
@@ -319,7 +306,8 @@ def write_sat_checkpoint(
         payload["np_rng_state"] = np.random.get_state()
         payload["torch_rng_state"] = torch.get_rng_state()
     file = root / str(iteration) / MODEL_FILE
-    _atomic_torch_save(payload, file)
+    with atomic_path(file) as tmp:
+        torch.save(payload, tmp)
     sat_json = {
         "model_class": model_class,
         "tokenizer_type": "icetk",

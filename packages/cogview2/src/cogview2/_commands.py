@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from pathlib import Path
 
 DEFAULT_WEIGHTS_ENV = "COGVIEW2_WEIGHTS"
@@ -56,16 +55,10 @@ def _load(args: argparse.Namespace):
 
 
 def _save_png(image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.fchmod(fd, 0o644)  # mkstemp creates owner-only files
-    os.close(fd)
-    try:
+    from ._weights import atomic_path
+
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _grid(images, nrow: int = 3):
