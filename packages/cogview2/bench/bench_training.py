@@ -1,7 +1,7 @@
 """Seconds per training step of every recipe at the demo sizes (synthetic tokens, random weights).
 
     python packages/cogview2/bench/bench_training.py [--config configs/emoji-demo.toml]
-        [--steps 2] [--device cpu]
+        [--steps 2] [--device cpu] [--autocast bfloat16]
 
 Used to size the step counts of ``configs/emoji-demo.toml`` to the CPU-minute budget. Prints
 one markdown table row per stage: seconds per step, per sample, and the minutes the config's
@@ -28,11 +28,15 @@ from icetk import DEFAULT_SPECIAL_TOKENS, HVQVAE, VocabularyLayout, VQVAEConfig
 HERE = Path(__file__).resolve().parents[1]
 
 
-def timed(fn, steps: int) -> float:
-    fn()  # warm-up
+def timed(fn, steps: int, device: torch.device, amp: torch.dtype | None) -> float:
+    def step() -> None:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            fn()
+
+    step()  # warm-up
     tick = time.perf_counter()
     for _ in range(steps):
-        fn()
+        step()
     return (time.perf_counter() - tick) / steps
 
 
@@ -41,9 +45,11 @@ def main() -> None:
     p.add_argument("--config", default=str(HERE / "configs" / "emoji-demo.toml"))
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--autocast", choices=("", "bfloat16", "float16"), default="")
     args = p.parse_args()
     cfg = load_training_config(args.config)
     dev = torch.device(args.device)
+    amp = getattr(torch, args.autocast) if args.autocast else None
     g = torch.Generator().manual_seed(0)
     sizes = {"common": 300, "english": 1700, "chinese": 1900, "rare": 100}
     layout = VocabularyLayout.from_class_sizes(
@@ -66,7 +72,9 @@ def main() -> None:
         loss.backward()
         opt.step()
 
-    rows.append(("vqvae", timed(vq_step, args.steps), cfg.vqvae.batch_size, cfg.vqvae.steps))
+    rows.append(
+        ("vqvae", timed(vq_step, args.steps, dev, amp), cfg.vqvae.batch_size, cfg.vqvae.steps)
+    )
 
     mc = coglm_config(cfg, layout)
     model = CogLM(mc).to(dev)
@@ -84,7 +92,7 @@ def main() -> None:
     rows.append(
         (
             "coglm",
-            timed(lambda: train_step(model, batch, copt, mc), args.steps),
+            timed(lambda: train_step(model, batch, copt, mc), args.steps, dev, amp),
             cfg.coglm.batch_size,
             cfg.coglm.steps,
         )
@@ -117,9 +125,12 @@ def main() -> None:
             (total / count).backward()
             sopt.step()
 
-        rows.append((kind, timed(sr_step, args.steps), b, rc.steps))
+        rows.append((kind, timed(sr_step, args.steps, dev, amp), b, rc.steps))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}, "
+        f"autocast {args.autocast or 'off'}"
+    )
     print("| stage | s/step | s/sample | batch | config steps | minutes for config |")
     print("|---|---|---|---|---|---|")
     for name, sec, bs, steps in rows:

@@ -21,7 +21,7 @@ from cogview2.training import (
     run_recipe,
 )
 from cogview2.training.super_resolution import dsr_recipe
-from cogview2.training.tokenize_data import coglm_sample, load_token_split
+from cogview2.training.tokenize_data import coglm_sample, high_subset, load_token_split
 
 PACKAGE = Path(__file__).parents[1]
 TINY_DATA = BuildConfig(
@@ -61,7 +61,10 @@ def test_all_recipes_write_their_outputs(trained):
     assert [r["step"] for r in vq_log] == [1, 2]
     tensors, texts = load_token_split(dirs["tokenize"], "train")
     n = len(texts)
-    assert tensors["low"].shape == (n, 16) and tensors["high"].shape == (n, 144)
+    m = min(n, cfg.tokenize.high_images)
+    assert tensors["low"].shape == (n, 16) and tensors["high"].shape == (m, 144)
+    assert tensors["high_index"].tolist() == sorted(set(tensors["high_index"].tolist()))
+    assert m < n and int(tensors["high_index"].max()) < n  # the fixture subsets the high renders
     assert int(tensors["low"].max()) < cfg.vqvae.num_codes and int(tensors["low"].min()) >= 0
     labels = np.load(dirs["tokenize"] / "cluster_labels.npy")
     assert labels.shape == (cfg.vqvae.num_codes,) and labels.max() < cfg.tokenize.num_clusters
@@ -90,6 +93,13 @@ def test_assembled_weights_are_fp16_and_generate(trained):
         score=False,
     )
     assert out.images[0].size == (96, 96) and out.tokens.shape == (1, 12, 12)
+
+
+def test_high_subset_is_seeded_sorted_and_bounded():
+    assert high_subset(5, 0, seed=1) == [0, 1, 2, 3, 4] == high_subset(5, 9, seed=1)
+    a = high_subset(100, 10, seed=1)
+    assert a == sorted(set(a)) and len(a) == 10 and max(a) < 100
+    assert a == high_subset(100, 10, seed=1) != high_subset(100, 10, seed=2)
 
 
 def test_coglm_sample_layout():

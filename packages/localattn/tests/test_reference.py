@@ -93,3 +93,18 @@ def test_chunked_path_matches_single_chunk(monkeypatch, dense, inputs):
     ref_out, _ref_lse = dense(q, k, v, (9, 5), **extra)
     torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
     out.sum().backward()
+
+
+def test_autocast_casts_inputs_and_backward_runs_under_autocast(dense, inputs):
+    """Under CPU autocast the op runs in bf16 like SDPA, with fp32 inputs and a backward that is
+    itself called inside the autocast region (the training loops do that)."""
+    q, k, v, extra = inputs(1, 2, (6, 5), (6, 5), 16, 3, dtype=torch.float32, seed=11,
+                            bias_shape=(1, 2, 3))  # fmt: skip
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = localattn.local_attention_2d(q, k, v, (5, 3), backend="reference", **extra)
+        assert out.dtype == torch.bfloat16
+        out.float().square().sum().backward()
+    ref, _ = dense(q, k, v, (5, 3), **extra)
+    torch.testing.assert_close(out.double(), ref, atol=3e-2, rtol=3e-2)
+    for x in (q, k, v, *extra.values()):
+        assert x.grad is not None and x.grad.dtype == torch.float32 and x.grad.isfinite().all()

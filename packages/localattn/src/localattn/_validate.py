@@ -182,3 +182,23 @@ def extra_additive(inputs: AttentionInputs) -> torch.Tensor | None:
     if inputs.extra_mask is not None:
         add = add.masked_fill(~inputs.extra_mask[:, None, :], float("-inf"))
     return add
+
+
+def autocast_inputs(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    extra_k: torch.Tensor | None,
+    extra_v: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
+    """Under ``torch.autocast`` on q's device, q, k, v and the global tokens cast to the
+    autocast dtype (what ``scaled_dot_product_attention`` does); unchanged otherwise."""
+    device = q.device.type
+    if not torch.is_autocast_enabled(device):
+        return q, k, v, extra_k, extra_v
+    dtype = torch.get_autocast_dtype(device)
+
+    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t.to(dtype) if t is not None and t.is_floating_point() else t
+
+    return cast(q), cast(k), cast(v), cast(extra_k), cast(extra_v)

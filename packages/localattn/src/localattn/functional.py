@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from localattn._validate import extra_additive, validate_attention
+from localattn._validate import autocast_inputs, extra_additive, validate_attention
 from localattn.dispatch import select_backend
 from localattn.types import KernelSize
 
@@ -56,6 +56,9 @@ def local_attention_2d(
         backend: ``"reference"``, ``"triton"``, ``"flex"``, or None (auto; see
             :func:`localattn.use_backend` and ``LOCALATTN_BACKEND``).
 
+    Under ``torch.autocast``, q, k, v and the global tokens are cast to the autocast dtype
+    first, as ``scaled_dot_product_attention`` does; statistics stay float32.
+
     Returns:
         (B, heads, H, W, D) output in q's dtype; with ``return_lse`` also the (B, heads, H, W)
         log-sum-exp (float32, or float64 for float64 inputs), differentiable.
@@ -63,6 +66,7 @@ def local_attention_2d(
     Raises:
         ValueError: On malformed inputs, or when a forced backend cannot run them.
     """
+    q, k, v, extra_k, extra_v = autocast_inputs(q, k, v, extra_k, extra_v)
     inputs = validate_attention(
         q,
         k,

@@ -149,13 +149,22 @@ class TokenizeRecipe:
             ``text_slots + 1 + low_grid²`` tokens.
         num_clusters: K-means clusters of the codebook (cluster sampling).
         batch_size: Images per VQ-VAE encoder call.
-        seed: K-means seed.
+        high_images: Images per split whose high-resolution render is tokenised (a seeded
+            subset; 0 = all). The super-resolution recipes only see this subset; at a CPU
+            budget they see a few thousand samples, and encoding every 480 px render costs
+            more than training on them.
+        seed: K-means and subset seed.
     """
 
     text_slots: int = 40
     num_clusters: int = 64
     batch_size: int = 32
+    high_images: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.high_images < 0:
+            raise ValueError(f"high_images must be >= 0 (0 = all), got {self.high_images}")
 
 
 @dataclass(frozen=True)

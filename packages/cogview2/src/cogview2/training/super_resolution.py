@@ -137,16 +137,19 @@ def _train_sr(
         loss_module = SRLoss(model, cfg.itersr.mask_ratios)
     tile_extra_positions(base, model.extra_positions, low_grid, high_grid)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    _log.info("%s: %.2fM trainable parameters, %d samples", kind, trainable / 1e6, len(texts))
+    # Samples are the images whose high-resolution render was tokenised (``high_index``).
+    records = tensors["high_index"].long()
+    _log.info("%s: %.2fM trainable parameters, %d samples", kind, trainable / 1e6, len(records))
     wrapped = wrap_model(loss_module, rc, list(base.transformer.layers))
 
     def step_fn(indices: list[int], step: int) -> tuple[Tensor, Tensor]:
         gens = [sample_generator(rc.seed, step, i) for i in indices]
-        chosen = [sample_text(texts[i], g) for i, g in zip(indices, gens, strict=True)]
-        return wrapped(chosen, tensors["low"][indices], tensors["high"][indices], gens)
+        rows = records[indices]
+        chosen = [sample_text(texts[r], g) for r, g in zip(rows.tolist(), gens, strict=True)]
+        return wrapped(chosen, tensors["low"][rows], tensors["high"][indices], gens)
 
     history = run_loop(
-        wrapped, len(texts), step_fn, rc, out, desc=kind, progress=progress, stop_after=stop_after
+        wrapped, len(records), step_fn, rc, out, desc=kind, progress=progress, stop_after=stop_after
     )
     done = bool(history) and history[-1]["step"] == rc.steps
     if is_main() and (done or (not history and (out / "checkpoint").exists())):

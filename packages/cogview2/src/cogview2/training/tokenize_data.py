@@ -3,8 +3,9 @@
 Outputs in ``<workdir>/tokenize/``:
 
 * ``tokenizer/``: the ``IceTokenizer`` (``save_pretrained``) the later stages use;
-* ``<split>.safetensors``: ``low`` (N, low²) and ``high`` (N, high²) int32 image ids,
-  ``group_id`` / ``subgroup_id`` (N,) int32, in the data set's record order;
+* ``<split>.safetensors``: ``low`` (N, low²) int32 image ids, ``group_id`` / ``subgroup_id``
+  (N,) int32, in the data set's record order; ``high`` (M, high²) int32 ids of the M images in
+  ``high_index`` (M,) int32 (all N, or a seeded subset when ``[tokenize] high_images`` is set);
 * ``<split>-text.json``: per record, ``{"<template>": {"en": ids, "zh": ids}}``;
 * ``coglm-train.bin``: CogLM samples (int32, ``text_slots + 1 + low²`` each, reference.md §8.1),
   one per (training image, caption template);
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +58,25 @@ def coglm_sample(
 
 
 def _encode_chunk(
-    tokenizer: IceTokenizer, data: EmojiDataset, indices: range, batch: int
+    tokenizer: IceTokenizer, data: EmojiDataset, indices: Sequence[int], batch: int
 ) -> torch.Tensor:
-    out = []
-    for s in range(indices.start, indices.stop, batch):
-        ids = range(s, min(s + batch, indices.stop))
+    """(len(indices), grid²) int32 ids of the renders ``indices`` of ``data``."""
+    grid = data.size // 8
+    out = [torch.zeros(0, grid * grid, dtype=torch.int32)]
+    for s in range(0, len(indices), batch):
+        ids = indices[s : s + batch]
         images = torch.stack([data[i]["image"] for i in ids]).float() / 255.0
-        out.append(tokenizer.encode_image(images, compression=8).reshape(len(ids), -1))
-    return torch.cat(out).to(torch.int32)
+        out.append(tokenizer.encode_image(images, compression=8).reshape(len(ids), -1).int())
+    return torch.cat(out)
+
+
+def high_subset(n: int, limit: int, seed: int) -> list[int]:
+    """Sorted record indices whose high-resolution render is tokenised: all ``n`` when
+    ``limit`` is 0 or at least ``n``, else a subset of ``limit`` drawn with ``seed``."""
+    if limit == 0 or limit >= n:
+        return list(range(n))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return sorted(perm[:limit].tolist())
 
 
 def _tokenize_split(
@@ -77,15 +90,18 @@ def _tokenize_split(
     rank, size = world()
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
+    high_index = high_subset(len(low), cfg.tokenize.high_images, cfg.tokenize.seed)
+    wanted = set(high_index)
     mine = [k for k in range(len(starts)) if k % size == rank]
     for k in tqdm(mine, disable=not progress or rank != 0, desc=f"tokenize {split}"):
         path = parts / f"{split}-{k:05d}.safetensors"
         if path.is_file():  # resumable: finished chunks are kept
             continue
         ids = range(starts[k], min(starts[k] + chunk, len(low)))
+        high_ids = [i for i in ids if i in wanted]
         tensors = {
             "low": _encode_chunk(tokenizer, low, ids, cfg.tokenize.batch_size),
-            "high": _encode_chunk(tokenizer, high, ids, cfg.tokenize.batch_size),
+            "high": _encode_chunk(tokenizer, high, high_ids, cfg.tokenize.batch_size),
         }
         atomic_save_tensors(tensors, path)
     barrier()
@@ -96,6 +112,7 @@ def _tokenize_split(
     tensors = {
         "low": torch.cat([p["low"] for p in pieces]) if pieces else torch.zeros(0, cfg_low(cfg)),
         "high": torch.cat([p["high"] for p in pieces]) if pieces else torch.zeros(0, cfg_high(cfg)),
+        "high_index": torch.tensor(high_index, dtype=torch.int32),
         "group_id": torch.tensor([int(r["group_id"]) for r in records], dtype=torch.int32),
         "subgroup_id": torch.tensor([int(r["subgroup_id"]) for r in records], dtype=torch.int32),
     }

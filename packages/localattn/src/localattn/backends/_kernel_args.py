@@ -15,6 +15,13 @@ def stat_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def no_autocast(t: torch.Tensor) -> torch.autocast:
+    """Autocast off on ``t``'s device: the impls compute in their inputs' dtypes (the public
+    function already cast the inputs to the autocast dtype), so matmuls inside them must not
+    be re-cast, in the forward or in a backward run under autocast."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def op_args(
     inputs: AttentionInputs, extra_add: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -40,7 +47,8 @@ def eager_autograd(
     class _LocalAttention(torch.autograd.Function):
         @staticmethod
         def forward(ctx, q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
-            out, lse = forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
+            with no_autocast(q):
+                out, lse = forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
             ctx.save_for_backward(q, k, v, extra_k, extra_v, extra_add, out, lse)
             ctx.params = (kh, kw, causal, scale)
             return out, lse
@@ -49,10 +57,11 @@ def eager_autograd(
         @once_differentiable
         def backward(ctx, dout, dlse):
             q, k, v, extra_k, extra_v, extra_add, out, lse = ctx.saved_tensors
-            grads = backward_impl(
-                dout.contiguous(), dlse.contiguous(), q, k, v, extra_k, extra_v, extra_add,
-                out, lse, *ctx.params,
-            )  # fmt: skip
+            with no_autocast(q):
+                grads = backward_impl(
+                    dout.contiguous(), dlse.contiguous(), q, k, v, extra_k, extra_v, extra_add,
+                    out, lse, *ctx.params,
+                )  # fmt: skip
             return (*grads, None, None, None, None)
 
     return _LocalAttention
@@ -78,7 +87,8 @@ def register_ops(name: str, forward_impl: Callable, backward_impl: Callable) -> 
         causal: bool,
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
+        with no_autocast(q):
+            return forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale)
 
     @forward_op.register_fake
     def _(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
@@ -101,9 +111,10 @@ def register_ops(name: str, forward_impl: Callable, backward_impl: Callable) -> 
         causal: bool,
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return backward_impl(
-            dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
-        )
+        with no_autocast(q):
+            return backward_impl(
+                dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale
+            )
 
     @backward_op.register_fake
     def _(dout, dlse, q, k, v, extra_k, extra_v, extra_add, out, lse, kh, kw, causal, scale):
