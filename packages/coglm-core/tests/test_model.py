@@ -97,6 +97,21 @@ def test_logits_range_is_a_slice_in_fp32(tiny_model: CogLM) -> None:
         tiny_model(ids, pos, logits_range=(0, 999))
 
 
+def test_bf16_head_is_cast_in_row_chunks(monkeypatch, tiny_config: CogLMConfig) -> None:
+    import coglm_core.transformer as T
+
+    torch.manual_seed(1)
+    model = CogLM(tiny_config).to(torch.bfloat16).eval()
+    hidden = torch.randn(2, 3, tiny_config.hidden_size, dtype=torch.bfloat16)
+    whole = hidden.double() @ model.transformer.word_embeddings.weight.double().T
+    monkeypatch.setattr(T, "HEAD_CHUNK_ROWS", 7)  # not a divisor of the 128 rows
+    out = model.logits(hidden)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), whole, rtol=1e-6, atol=1e-6)  # float32 accuracy
+    torch.testing.assert_close(model.logits(hidden, (5, 50)).double(), whole[..., 5:50],
+                               rtol=1e-6, atol=1e-6)  # fmt: skip
+
+
 def test_layernorm_runs_in_fp32_under_bf16(tiny_config: CogLMConfig) -> None:
     torch.manual_seed(0)
     model = CogLM(tiny_config).eval()
@@ -154,6 +169,24 @@ def test_kv_cache_expand_broadcasts_a_prefix() -> None:
     big = cache.expand(3)
     k2, _ = big.append(0, torch.zeros(3, 2, 1, 4), torch.zeros(3, 2, 1, 4))
     assert k2.shape == (3, 2, 4, 4) and torch.equal(k2[2, :, :3], k[0])
+
+
+def test_kv_cache_capacity_allocates_once_and_survives_expand() -> None:
+    cache = KVCache(1, capacity=7)
+    k = torch.randn(1, 2, 3, 4)
+    cache.append(0, k, k)
+    buffer = cache._k[0]
+    assert buffer is not None and buffer.shape[2] == 7
+    big = cache.expand(3)
+    room = big._k[0]
+    assert room is not None and room.shape == (3, 2, 7, 4)
+    for t in range(4):  # fills the room exactly: no reallocation
+        new = torch.randn(3, 2, 1, 4)
+        k2, _ = big.append(0, new, new)
+        assert big._k[0] is room and torch.equal(k2[:, :, 3 + t], new[:, :, 0])
+    assert torch.equal(k2[1, :, :3], k[0])
+    with pytest.raises(ValueError, match="capacity"):
+        KVCache(1, capacity=-1)
 
 
 def test_custom_attention_fn_contract(tiny_model: CogLM) -> None:

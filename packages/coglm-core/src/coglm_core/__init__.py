@@ -20,6 +20,7 @@ from .masks import (
 )
 from .positions import image_position_ids, inverse_prompt_position_ids, text_image_position_ids
 from .pretrained import from_pretrained, save_pretrained
+from .quantization import Int8Linear, int8_weight_bytes, quantize_linears_int8
 from .sat_checkpoint import (
     SatCheckpoint,
     check_state_dict,
@@ -49,6 +50,7 @@ __all__ = [
     "CogLMLayer",
     "CogLMOutput",
     "InfillingPlan",
+    "Int8Linear",
     "KVCache",
     "LayerNorm",
     "MaskedAttention",
@@ -74,6 +76,7 @@ __all__ = [
     "infill",
     "infilling_plan",
     "init_distributed_from_env",
+    "int8_weight_bytes",
     "inverse_prompt_mask",
     "inverse_prompt_position_ids",
     "load_sat_checkpoint",
@@ -82,6 +85,7 @@ __all__ = [
     "multinomial_sampler",
     "next_token_labels",
     "pretraining_example",
+    "quantize_linears_int8",
     "released_region_cells",
     "sat_attention",
     "save_pretrained",

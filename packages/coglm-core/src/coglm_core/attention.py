@@ -86,10 +86,15 @@ class KVCache:
     when full, so decoding does not re-copy the whole cache at every step.
     """
 
-    def __init__(self, num_layers: int) -> None:
+    def __init__(self, num_layers: int, capacity: int = 0) -> None:
+        """Args: num_layers; capacity: tokens to allocate room for at the first append (the
+        final length when known: no growth, no doubling slack, no copy while growing)."""
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
         self._k: list[Tensor | None] = [None] * num_layers
         self._v: list[Tensor | None] = [None] * num_layers
         self._len: list[int] = [0] * num_layers
+        self.capacity = capacity
 
     @property
     def num_layers(self) -> int:
@@ -110,7 +115,7 @@ class KVCache:
             or buf_k.shape[2] < n + new
             or buf_k.shape[0] != k.shape[0]
         ):
-            cap = max(2 * (n + new), 16)
+            cap = self.capacity if self.capacity >= n + new else max(2 * (n + new), 16)
             grown_k = k.new_empty(k.shape[0], k.shape[1], cap, k.shape[3])
             grown_v = v.new_empty(v.shape[0], v.shape[1], cap, v.shape[3])
             if buf_k is not None and buf_v is not None and n:
@@ -125,15 +130,18 @@ class KVCache:
 
     def expand(self, batch_size: int) -> KVCache:
         """A new cache whose batch-1 entries are repeated ``batch_size`` times (prefix broadcast)."""
-        out = KVCache(self.num_layers)
+        out = KVCache(self.num_layers, self.capacity)
         for i, (k, v) in enumerate(zip(self._k, self._v, strict=True)):
             if k is None or v is None:
                 continue
             if k.shape[0] != 1:
                 raise ValueError(f"expand needs a batch-1 cache, layer {i} has batch {k.shape[0]}")
             n = self._len[i]
-            out._k[i] = k[:, :, :n].expand(batch_size, -1, -1, -1).contiguous()
-            out._v[i] = v[:, :, :n].expand(batch_size, -1, -1, -1).contiguous()
+            room = max(n, self.capacity)  # keep the preallocated room, for every batch row
+            out._k[i] = k.new_empty(batch_size, k.shape[1], room, k.shape[3])
+            out._v[i] = v.new_empty(batch_size, v.shape[1], room, v.shape[3])
+            out._k[i][:, :, :n] = k[:, :, :n]
+            out._v[i][:, :, :n] = v[:, :, :n]
             out._len[i] = n
         return out
 

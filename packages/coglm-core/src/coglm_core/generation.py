@@ -125,7 +125,7 @@ def generate(
 
     cache: KVCache | None = None
     if use_cache:
-        cache = model.new_kv_cache()
+        cache = model.new_kv_cache(capacity=total)  # the final length: no growth copies
         shared = bool(
             (out[:, :prefix] == out[:1, :prefix]).all()
             and (pos[:, :prefix] == pos[:1, :prefix]).all()

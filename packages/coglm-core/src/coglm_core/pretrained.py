@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ._atomic import atomic_path
 from .config import CogLMConfig
+from .quantization import Int8Linear
 from .sat_checkpoint import check_state_dict
 from .transformer import CogLM
 
@@ -22,7 +24,16 @@ def save_pretrained(model: CogLM, folder: str | os.PathLike[str]) -> Path:
 
     Returns:
         the folder.
+
+    Raises:
+        ValueError: the model holds `Int8Linear` layers (`from_pretrained` reads float weights
+            only: save the float model and quantise after loading).
     """
+    if any(isinstance(m, Int8Linear) for m in model.modules()):
+        raise ValueError(
+            "save_pretrained writes float weights only and this model has Int8Linear layers: "
+            "save the float model and call quantize_linears_int8 after from_pretrained"
+        )
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -40,7 +51,9 @@ def from_pretrained(
 ) -> CogLM:
     """Build a `CogLM` from a `save_pretrained` folder without a second copy of the weights.
 
-    The module is created on the meta device and the loaded tensors are assigned to it.
+    The module is created on the meta device; tensors are read from the safetensors file one at
+    a time, cast, and assigned, so the peak is the loaded model plus one stored tensor (a 6B
+    model stored in fp16 loads in bf16 with ~12 GB, not the 24 GB of a whole-file read + cast).
 
     Args:
         folder: folder with ``config.json`` and ``model.safetensors``.
@@ -55,13 +68,15 @@ def from_pretrained(
         if not (src / name).is_file():
             raise FileNotFoundError(f"{src / name} not found (expected a save_pretrained folder)")
     config = CogLMConfig.load(src / CONFIG_NAME)
-    state = load_file(src / WEIGHTS_NAME, device=str(device))
-    check_state_dict(state, config, str(src / WEIGHTS_NAME))
-    unknown = sorted(set(state) - set(CogLM(config, device="meta").state_dict()))
-    if unknown:
-        raise ValueError(f"{src / WEIGHTS_NAME}: unexpected keys {unknown}")
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     model = CogLM(config, device="meta")
+    state = {}
+    with safe_open(src / WEIGHTS_NAME, framework="pt", device=str(device)) as f:
+        unknown = sorted(set(f.keys()) - set(model.state_dict()))
+        if unknown:
+            raise ValueError(f"{src / WEIGHTS_NAME}: unexpected keys {unknown}")
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+            tensor = f.get_tensor(key)
+            state[key] = tensor.to(dtype) if dtype and tensor.is_floating_point() else tensor
+    check_state_dict(state, config, str(src / WEIGHTS_NAME))
     model.load_state_dict(state, assign=True)
     return model

@@ -13,6 +13,11 @@ from .attention import AttentionFn, KVCache, MaskedAttention
 from .config import CogLMConfig
 from .layers import CogLMLayer, LayerNorm, init_weights
 from .masks import RegionMask
+from .quantization import Int8Linear
+
+HEAD_CHUNK_ROWS = 4096
+"""Vocabulary rows cast to float32 at a time by `CogLM.logits` (a whole float32 copy of the
+release's 150,010 × 3072 table would be a 1.8 GB transient; a chunk is 50 MB)."""
 
 
 @dataclass
@@ -108,7 +113,14 @@ class CogLM(nn.Module):
                 )
             weight = weight[lo:hi]
         dtype = torch.promote_types(weight.dtype, torch.float32)
-        return F.linear(hidden.to(dtype), weight.to(dtype))
+        hidden = hidden.to(dtype)
+        if weight.dtype == dtype:
+            return F.linear(hidden, weight)
+        out = hidden.new_empty(*hidden.shape[:-1], weight.shape[0])
+        for lo in range(0, weight.shape[0], HEAD_CHUNK_ROWS):
+            rows = weight[lo : lo + HEAD_CHUNK_ROWS]
+            out[..., lo : lo + rows.shape[0]] = F.linear(hidden, rows.to(dtype))
+        return out
 
     # ------------------------------------------------------------------------------- forward
     def forward(
@@ -208,10 +220,16 @@ class CogLM(nn.Module):
         if position_ids.numel() and (position_ids.min() < 0 or position_ids.max() >= limit):
             raise ValueError(f"position_ids must be in [0, {limit})")
 
-    def new_kv_cache(self) -> KVCache:
-        """An empty `KVCache` for this model."""
-        return KVCache(self.config.num_layers)
+    def new_kv_cache(self, capacity: int = 0) -> KVCache:
+        """An empty `KVCache` for this model, with room for ``capacity`` tokens per layer."""
+        return KVCache(self.config.num_layers, capacity)
 
     def num_parameters(self) -> int:
-        """Total parameter count."""
-        return sum(p.numel() for p in self.parameters())
+        """Total parameter count; after `quantize_linears_int8` it is unchanged (the weights and
+        biases of an `Int8Linear` are buffers but are counted)."""
+        quantised = sum(
+            m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+            for m in self.modules()
+            if isinstance(m, Int8Linear)
+        )
+        return sum(p.numel() for p in self.parameters()) + quantised

@@ -27,13 +27,18 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from cluster_sampling import load_labels, save_labels
+from coglm_core import quantize_linears_int8
+from coglm_core.config import CogLMConfig
+from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from coglm_core.pretrained import from_pretrained as load_coglm
 from coglm_core.pretrained import save_pretrained as save_coglm
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
+from .memory import MemoryPlan
 from .models.config import config_from_json, config_to_json
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
+from .placement import Part, Placer
 
 if TYPE_CHECKING:
     from .pipeline import CogView2Pipeline
@@ -167,27 +172,67 @@ def save_pipeline(pipe: CogView2Pipeline, root: Path) -> Path:
     return root
 
 
-def load_pipeline(
-    root: Path, *, device: torch.device | str, dtype: torch.dtype | None
-) -> dict[str, Any]:
-    """Read a `save_pipeline` folder: the constructor arguments of `CogView2Pipeline`, with
-    ``config`` as a plain dict."""
-    manifest = read_manifest(root)
-    require_files(root, ["coglm/config.json", "coglm/model.safetensors", LABELS_FILE])
-    if not (root / "tokenizer").is_dir():
-        raise FileNotFoundError(f"weights folder {root} is missing ['tokenizer/']")
-    tokenizer = IceTokenizer.from_pretrained(root / "tokenizer", device=device)
-    coglm = load_coglm(root / "coglm", device=device, dtype=dtype)
-    parts: dict[str, Any] = {"tokenizer": tokenizer, "coglm": coglm}
+def model_structure(
+    root: Path, manifest: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Part], dict[str, tuple[str, ...]]]:
+    """The pipeline's models on the meta device (no weights read), the `Part` of every file,
+    and the parts each stage uses.
+
+    Returns:
+        (``{"coglm", "dsr", "itersr"}`` models, parts by name, stage → part names).
+    """
+    coglm_dir = root / "coglm"
+    require_files(root, [f"coglm/{CONFIG_NAME}", f"coglm/{WEIGHTS_NAME}"])
+    coglm = CogLM(CogLMConfig.load(coglm_dir / CONFIG_NAME), device="meta")
+    models: dict[str, Any] = {"coglm": coglm}
+    parts = {"coglm": Part(coglm, coglm_dir / WEIGHTS_NAME)}
+    stages: dict[str, tuple[str, ...]] = {"coarse": ("coglm",)}
     for name in ("dsr", "itersr"):
         entry = manifest.get(name)
-        parts[name] = (
-            None
-            if entry is None
-            else load_sr(root / name, coglm, entry.get("shares_base"), device=device, dtype=dtype)
-        )
-    parts["cluster_labels"] = load_labels(
-        root / LABELS_FILE, num_codes=coglm.config.num_image_tokens
-    )
-    parts["config"] = manifest.get("config", {})
-    return parts
+        if entry is None:
+            models[name] = None
+            continue
+        folder, shared = root / name, entry.get("shares_base") == SHARED
+        base_files = [] if shared else [f"base/{CONFIG_NAME}", f"base/{WEIGHTS_NAME}"]
+        require_files(folder, [SR_CONFIG_FILE, MIXINS_FILE, *base_files])
+        config = config_from_json((folder / SR_CONFIG_FILE).read_text(encoding="utf-8"))
+        base_part = "coglm" if shared else f"{name}.base"
+        if not shared:
+            base = CogLM(CogLMConfig.load(folder / "base" / CONFIG_NAME), device="meta")
+            parts[base_part] = Part(base, folder / "base" / WEIGHTS_NAME)
+        cls = DirectSuperResolution if name == "dsr" else IterativeSuperResolution
+        model = cls(parts[base_part].module, config)  # type: ignore[arg-type]
+        parts[f"{name}.mixins"] = Part(model.mixins, folder / MIXINS_FILE, "mixins.")
+        stages[name] = (base_part, f"{name}.mixins")
+        models[name] = model
+    return models, parts, stages
+
+
+def load_pipeline(
+    root: Path, *, device: torch.device | str, plan: MemoryPlan | None = None
+) -> dict[str, Any]:
+    """Read a `save_pipeline` folder: the constructor arguments of `CogView2Pipeline`, with
+    ``config`` as a plain dict and a ``placer`` that holds the weights as ``plan`` says
+    (default: all resident, stored dtype). Weights are streamed from the safetensors files one
+    tensor at a time; under ``disk_offload`` none are read until a stage needs them."""
+    plan = plan or MemoryPlan()
+    manifest = read_manifest(root)
+    require_files(root, [LABELS_FILE])
+    if not (root / "tokenizer").is_dir():
+        raise FileNotFoundError(f"weights folder {root} is missing ['tokenizer/']")
+    models, parts, stages = model_structure(root, manifest)
+    if plan.int8:
+        for model in models.values():
+            if model is not None:
+                quantize_linears_int8(model)
+    placer = Placer(parts, stages, plan, device)
+    placer.prepare()
+    tokenizer = IceTokenizer.from_pretrained(root / "tokenizer", device=device)
+    labels = load_labels(root / LABELS_FILE, num_codes=models["coglm"].config.num_image_tokens)
+    return {
+        "tokenizer": tokenizer,
+        **models,
+        "cluster_labels": labels,
+        "config": manifest.get("config", {}),
+        "placer": placer,
+    }

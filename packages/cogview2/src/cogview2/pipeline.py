@@ -21,8 +21,10 @@ from icetk import IceTokenizer
 from . import _weights as W
 from .config import PipelineConfig
 from .images import ImageLike, image_to_tensor, tokens_to_images
+from .memory import MemoryPlan, choose_plan
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .outputs import CogView2Output
+from .placement import Part, Placer
 from .recipes import SamplingRecipe, get_recipe
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
@@ -52,6 +54,8 @@ class CogView2Pipeline:
         itersr: Iterative super-resolution model, or None.
         cluster_labels: (num_image_tokens,) int64 cluster of every image id.
         config: Pipeline settings.
+        placer: Where the weights live between stages (`from_pretrained` makes it from a
+            `MemoryPlan`); default: everything stays where it is.
 
     Raises:
         ValueError: the components disagree (vocabulary layout, grids, label count).
@@ -65,10 +69,13 @@ class CogView2Pipeline:
         itersr: IterativeSuperResolution | None,
         cluster_labels: Tensor,
         config: PipelineConfig | None = None,
+        placer: Placer | None = None,
     ) -> None:
         self.tokenizer, self.coglm, self.dsr, self.itersr = tokenizer, coglm, dsr, itersr
         self.cluster_labels = torch.as_tensor(cluster_labels).long().cpu()
         self.config = config or PipelineConfig()
+        device = coglm.transformer.word_embeddings.weight.device
+        self._placer = placer or Placer.resident(device)
         self._check_components()
         for model in (coglm, dsr, itersr):
             if model is not None:
@@ -126,18 +133,57 @@ class CogView2Pipeline:
 
     @property
     def device(self) -> torch.device:
-        """Device of the stage-1 weights."""
-        return self.coglm.transformer.word_embeddings.weight.device
+        """Execution device (where each stage's weights are while it runs)."""
+        return self._placer.device
+
+    @property
+    def memory_plan(self) -> MemoryPlan:
+        """How the weights are held (see `cogview2.memory`)."""
+        return self._placer.plan
 
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> CogView2Pipeline:
-        """Move the transformers (and the VQ-VAE's device) in place; shared bases move once."""
+        """Move the transformers (and the VQ-VAE's device) in place; shared bases move once.
+
+        Raises:
+            ValueError: the pipeline offloads its weights (its placement decides where they go).
+        """
+        if self.memory_plan.placement != "resident":
+            raise ValueError(
+                f"this pipeline offloads its weights ({self.memory_plan.describe()}); choose the "
+                "device and dtype in from_pretrained(..., device=, memory=) instead of .to()"
+            )
         for model in (self.coglm, self.dsr, self.itersr):
             if model is not None:
                 model.to(device=device, dtype=dtype)
         if device is not None:
             self.tokenizer.image.model.to(device)
+            self._placer = Placer.resident(device)
+        return self
+
+    def enable_model_cpu_offload(self, device: torch.device | str = "cuda") -> CogView2Pipeline:
+        """Keep the transformers in CPU memory and move each stage's models to ``device`` only
+        while that stage runs (diffusers' ``enable_model_cpu_offload``); the VQ-VAE moves to
+        ``device`` for good. A DSR that shares CogLM's base keeps it across that boundary.
+
+        Returns:
+            self.
+        """
+        self._placer.release_all()
+        parts: dict[str, Part] = {"coglm": Part(self.coglm)}
+        stages: dict[str, tuple[str, ...]] = {"coarse": ("coglm",)}
+        for name in ("dsr", "itersr"):
+            model = getattr(self, name)
+            if model is None:
+                continue
+            base = "coglm" if model.base is self.coglm else f"{name}.base"
+            parts.setdefault(base, Part(model.base))
+            parts[f"{name}.mixins"] = Part(model.mixins)
+            stages[name] = (base, f"{name}.mixins")
+        self._placer = Placer(parts, stages, MemoryPlan("model_offload"), device)
+        self._placer.prepare()
+        self.tokenizer.image.model.to(device)
         return self
 
     # ----------------------------------------------------------------------------- prompts
@@ -208,6 +254,7 @@ class CogView2Pipeline:
         text_ids = self.encode_prompt(prompt, recipe)
         # The stage name is the bar's description, which the web page's progress shows too.
         bar = tqdm(total=len(stages), desc=STAGE_NAMES["coarse"], disable=not progress)
+        self._placer.enter("coarse")
         low = generate_low_res(
             self.coglm,
             text_ids,
@@ -231,6 +278,7 @@ class CogView2Pipeline:
         tokens = low
         if "dsr" in stages:
             bar.set_description(STAGE_NAMES["dsr"])
+            self._placer.enter("dsr")
             tokens = direct_super_resolution(
                 self.dsr,
                 text_ids,
@@ -243,6 +291,7 @@ class CogView2Pipeline:
             bar.update()
         if "itersr" in stages:
             bar.set_description(STAGE_NAMES["itersr"])
+            self._placer.enter("itersr")
             tokens = iterative_super_resolution(
                 self.itersr,
                 text_ids,
@@ -342,6 +391,7 @@ class CogView2Pipeline:
         text_ids = self.encode_prompt(prompt, recipe)
         device = self.device
         bar = tqdm(total=3, desc=f"complete: {STAGE_NAMES['coarse']}", disable=not progress)
+        self._placer.enter("coarse")
         low = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
         low = low.masked_fill(low_mask.to(device), UNKNOWN).expand(num_images, -1).contiguous()
         prefix = torch.tensor([*text_ids, self.coglm.config.boi_id], device=device)
@@ -357,6 +407,7 @@ class CogView2Pipeline:
         )
         bar.update()
         bar.set_description(f"complete: {STAGE_NAMES['dsr']}")
+        self._placer.enter("dsr")
         high = direct_super_resolution(
             self.dsr,
             text_ids,
@@ -368,6 +419,7 @@ class CogView2Pipeline:
         )
         bar.update()
         bar.set_description(f"complete: {STAGE_NAMES['itersr']}")
+        self._placer.enter("itersr")
         original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
         high = torch.where(high_mask.flatten().to(high.device), high, original)
         high = iterative_super_resolution(
@@ -413,6 +465,7 @@ class CogView2Pipeline:
         ids = self._encode(x, self.low_image_size).reshape(1, -1).expand(num_captions, -1)
         lay = self.tokenizer.layout
         allowed = lay.allowed_ids(LANGUAGES[language], vocab_size=self.coglm.config.vocab_size)
+        self._placer.enter("coarse")
         captions = generate_caption_ids(
             self.coglm,
             ids,
@@ -426,7 +479,18 @@ class CogView2Pipeline:
 
     # ----------------------------------------------------------------------------- weights
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
-        """Write the pipeline folder (see `cogview2._weights`); shared bases are written once."""
+        """Write the pipeline folder (see `cogview2._weights`); shared bases are written once.
+
+        Raises:
+            ValueError: the weights are offloaded to disk or quantised (save a resident,
+                unquantised pipeline).
+        """
+        if self.memory_plan.placement == "disk_offload" or self.memory_plan.int8:
+            raise ValueError(
+                f"cannot save a pipeline loaded as {self.memory_plan.describe()}; load it "
+                "resident without int8 to save it"
+            )
+        self._placer.release_all()  # model_offload: the weights are all in CPU memory
         return W.save_pipeline(self, Path(path))
 
     @classmethod
@@ -436,13 +500,37 @@ class CogView2Pipeline:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
+        memory: MemoryPlan | str | int | None = None,
+        num_images: int = 1,
     ) -> CogView2Pipeline:
         """Load a folder written by `save_pretrained` (or by `convert_official`).
 
+        Weights are streamed from safetensors one tensor at a time (never a whole extra copy).
+
+        Args:
+            path: The folder.
+            device: Execution device.
+            dtype: Weight dtype (default: as stored).
+            memory: A `MemoryPlan`, or a budget such as ``"16GB"`` for which the fastest
+                fitting plan is chosen (`cogview2.memory.choose_plan`); default: all resident.
+            num_images: Images per call the budget must allow (with ``memory`` as a budget).
+
         Raises:
             FileNotFoundError: the folder or one of its files is missing (all are named).
-            ValueError: wrong format or inconsistent components.
+            ValueError: wrong format, inconsistent components, or a budget no plan fits (the
+                message names the smallest that would).
         """
-        parts = W.load_pipeline(Path(path), device=device, dtype=dtype)
+        root = Path(path)
+        if memory is None or isinstance(memory, MemoryPlan):
+            plan = memory or MemoryPlan(dtype=dtype)
+            if plan.dtype is None and dtype is not None:
+                plan = MemoryPlan(plan.placement, dtype, plan.int8)
+        else:
+            models, _, _ = W.model_structure(root, W.read_manifest(root))
+            config = PipelineConfig.from_dict(W.read_manifest(root).get("config", {}))
+            plan, _ = choose_plan(
+                models, memory, device=device, dtype=dtype, num_images=num_images, config=config
+            )
+        parts = W.load_pipeline(root, device=device, plan=plan)
         config = PipelineConfig.from_dict(parts.pop("config"))
         return cls(**parts, config=config)
