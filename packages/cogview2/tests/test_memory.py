@@ -153,3 +153,38 @@ def test_predicted_peak_matches_the_measured_one_on_a_medium_model(stage):
     )  # fmt: skip
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert 0.9 <= row["ratio"] <= 1.1, row
+
+
+def _cli(*argv: str) -> int:
+    import argparse
+
+    from cogview2._commands import add_pipeline_commands
+
+    parser = argparse.ArgumentParser(prog="cogview2")
+    add_pipeline_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_plans_and_generates_within_a_budget(folder, tmp_path, capsys):
+    assert _cli("info", "--plan", "--weights", str(folder), "--max-memory", "1GB") == 0
+    text = capsys.readouterr().out
+    assert "| dsr |" in text and "disk_offload" in text and "--max-memory 1GB: resident" in text
+    assert _cli("info", "--plan", "--preset", "6b", "--dtype", "bf16", "--max-memory", "16GB") == 0
+    assert "--max-memory 16GB: resident, bfloat16, int8 linears" in capsys.readouterr().out
+    pipe = CogView2Pipeline.from_pretrained(folder)
+    smallest = estimate_memory(
+        {"coglm": pipe.coglm, "dsr": pipe.dsr, "itersr": pipe.itersr},
+        MemoryPlan("disk_offload"),
+        num_images=2,
+    ).peak_bytes
+    out = tmp_path / "out"
+    args = ["generate", "red apple", "-n", "2", "--seed", "0", "--weights", str(folder), "-o",
+            str(out), "--quiet", "--style", "none"]  # fmt: skip
+    assert _cli(*args, "--max-memory", str(smallest)) == 0
+    assert len(list(out.glob("*-0.png"))) == 1
+    with pytest.raises(ValueError, match="too small"):
+        _cli(*args, "--max-memory", "10kB")
+    with pytest.raises(ValueError, match="either --max-memory"):
+        _cli(*args, "--max-memory", "1GB", "--int8")
+    assert _cli(*args, "--offload", "disk", "--int8") == 0

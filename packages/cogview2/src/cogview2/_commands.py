@@ -40,18 +40,45 @@ def _load(args: argparse.Namespace):
     """The pipeline named by --weights / $COGVIEW2_WEIGHTS / the demo weights, or --tiny."""
     from .pipeline import CogView2Pipeline
 
+    memory = _memory(args)
     if getattr(args, "tiny", False):
         from .tiny import build_tiny_pipeline
 
+        if memory is not None:
+            raise ValueError("--max-memory / --offload / --int8 need a weights folder, not --tiny")
         return build_tiny_pipeline(seed=0).to(args.device)
-    folder = args.weights or os.environ.get(DEFAULT_WEIGHTS_ENV) or DEFAULT_WEIGHTS
-    folder = Path(folder)
+    return CogView2Pipeline.from_pretrained(
+        _weights_folder(args),
+        device=args.device,
+        dtype=_dtype(args.dtype),
+        memory=memory,
+        num_images=getattr(args, "num_images", 1),
+    )
+
+
+def _weights_folder(args: argparse.Namespace) -> Path:
+    folder = Path(args.weights or os.environ.get(DEFAULT_WEIGHTS_ENV) or DEFAULT_WEIGHTS)
     if not folder.exists():
         raise FileNotFoundError(
             f"no weights at {folder}: pass --weights DIR (a folder written by `cogview2 convert` or "
             f"save_pretrained), set ${DEFAULT_WEIGHTS_ENV}, or use --tiny for random demo weights"
         )
-    return CogView2Pipeline.from_pretrained(folder, device=args.device, dtype=_dtype(args.dtype))
+    return folder
+
+
+def _memory(args: argparse.Namespace):
+    """A budget string (--max-memory), an explicit `MemoryPlan` (--offload / --int8), or None."""
+    from .memory import MemoryPlan, parse_size
+
+    if args.max_memory is not None:
+        if args.offload is not None or args.int8:
+            raise ValueError("give either --max-memory (the plan is chosen) or --offload/--int8")
+        parse_size(args.max_memory)  # fail before any file is read
+        return args.max_memory
+    if args.offload is None and not args.int8:
+        return None
+    placement = {"model": "model_offload", "disk": "disk_offload", None: "resident"}
+    return MemoryPlan(placement[args.offload], _dtype(args.dtype), args.int8)
 
 
 def _save_png(image, path: Path) -> None:
@@ -189,7 +216,41 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_plan(args: argparse.Namespace) -> int:
+    """``info --plan``: the predicted peak of every stage under each plan, and the choice."""
+    from . import _weights as W
+    from .config import PipelineConfig
+    from .memory import candidate_plans, choose_plan, estimate_memory, format_size
+
+    if args.preset is not None:
+        from .memory_probe import build_models
+
+        models, config = build_models(args.preset), PipelineConfig()
+        source = f"preset {args.preset}"
+    else:
+        folder = _weights_folder(args)
+        manifest = W.read_manifest(folder)
+        models, _, _ = W.model_structure(folder, manifest)
+        config = PipelineConfig.from_dict(manifest.get("config", {}))
+        source = str(folder)
+    dtype, n = _dtype(args.dtype), args.num_images
+    print(f"{source}: predicted device peak per stage, {n} image(s) per call, on {args.device}")
+    for plan in candidate_plans(args.device, dtype):
+        est = estimate_memory(models, plan, num_images=n, config=config, device=args.device)
+        print(f"\n{plan.describe()}: peak {format_size(est.peak_bytes)}\n{est.table()}")
+    if args.max_memory is not None:
+        plan, est = choose_plan(
+            models, args.max_memory, device=args.device, dtype=dtype, num_images=n, config=config
+        )
+        print(
+            f"\n--max-memory {args.max_memory}: {plan.describe()} ({format_size(est.peak_bytes)})"
+        )
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _run_plan(args)
     pipe = _load(args)
     cfg = pipe.coglm.config
     print(
@@ -227,6 +288,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype")
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same images)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="device memory budget, e.g. 16GB or 14GiB: the fastest plan that fits is chosen "
+        "(see `cogview2 info --plan`)",
+    )
+    p.add_argument(
+        "--offload",
+        choices=["model", "disk"],
+        default=None,
+        help="keep the models in CPU memory (model) or in the weights folder (disk) and load "
+        "each stage's models only while it runs",
+    )
+    p.add_argument("--int8", action="store_true", help="weight-only int8 linear layers")
 
 
 def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -293,6 +369,18 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("--dtype", default=None, choices=sorted(_DTYPES))
     conv.set_defaults(func=_run_convert)
 
-    info = subparsers.add_parser("info", help="describe a pipeline folder")
+    info = subparsers.add_parser("info", help="describe a pipeline folder, or plan its memory")
     _common(info)
+    info.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the predicted peak memory of every stage under each memory plan",
+    )
+    info.add_argument(
+        "--preset",
+        choices=["6b", "medium", "small"],
+        default=None,
+        help="with --plan: the official 6B architecture (or a smaller one) instead of --weights",
+    )
+    info.add_argument("-n", "--num-images", type=int, default=1, help="images per call (--plan)")
     info.set_defaults(func=_run_info)
