@@ -2,6 +2,7 @@
 
 from importlib.metadata import version as _version
 
+from ._atomic import save_safetensors
 from .attention import MASKED_SCORE, AttentionFn, KVCache, MaskedAttention, sat_attention
 from .config import CogLMConfig
 from .data import TokenDataset, write_token_file
@@ -89,6 +90,7 @@ __all__ = [
     "released_region_cells",
     "sat_attention",
     "save_pretrained",
+    "save_safetensors",
     "text_image_generation_example",
     "text_image_generation_mask",
     "text_image_position_ids",

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from ._atomic import atomic_path
+from ._atomic import save_safetensors
 from .config import CogLMConfig
 from .quantization import Int8Linear
 from .sat_checkpoint import check_state_dict
@@ -36,9 +35,11 @@ def save_pretrained(model: CogLM, folder: str | os.PathLike[str]) -> Path:
         )
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(out / WEIGHTS_NAME) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt", "config": model.config.to_json()})
+    save_safetensors(
+        model.state_dict(),
+        out / WEIGHTS_NAME,
+        metadata={"format": "pt", "config": model.config.to_json()},
+    )
     model.config.save(out / CONFIG_NAME)
     return out
 

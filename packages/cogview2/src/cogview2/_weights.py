@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from cluster_sampling import load_labels, save_labels
-from coglm_core import quantize_linears_int8
+from coglm_core import quantize_linears_int8, save_safetensors
 from coglm_core.config import CogLMConfig
 from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from coglm_core.pretrained import from_pretrained as load_coglm
@@ -78,9 +78,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
-    """`safetensors.torch.save_file` through a temporary file and `os.replace`."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+    """A safetensors file through a temporary file and `os.replace`, written one tensor at a
+    time (`coglm_core.save_safetensors`)."""
+    save_safetensors(tensors, path)
 
 
 def same_weights(a: CogLM, b: CogLM) -> bool:

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import Tensor
 
-from cluster_sampling import load_labels
+from cluster_sampling import load_labels, save_labels
+from coglm_core import save_safetensors
 from coglm_core.config import CogLMConfig
+from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from coglm_core.sat_checkpoint import load_sat_checkpoint
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
+from . import _weights as W
 from ._weights import same_weights
 from .config import PipelineConfig
-from .models.config import DSRConfig, ITERSRConfig
+from .memory import MemoryPlan
+from .models.config import DSRConfig, ITERSRConfig, config_to_json
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .pipeline import CogView2Pipeline
 
@@ -68,6 +74,9 @@ def load_official(
 ) -> tuple[CogView2Pipeline, ConversionReport]:
     """Build a `CogView2Pipeline` in memory from the official files (see `convert_official`).
 
+    All three models are held at once (the 6B release: ~27 GB in bf16); to run within less
+    memory, `convert_official` once (it streams) and load with a `MemoryPlan`.
+
     Returns:
         The pipeline and a `ConversionReport` whose ``output`` is None.
     """
@@ -103,6 +112,22 @@ def load_official(
     return pipe, ConversionReport(None, shares["dsr"], shares["itersr"], ignored)
 
 
+def _same_as_file(state: dict[str, Tensor], file: Path) -> bool:
+    """``state`` equals the tensors of a safetensors file (read one tensor at a time)."""
+    with safe_open(file, framework="pt") as f:
+        keys = set(f.keys())
+        return keys == set(state) and all(
+            torch.equal(state[k].cpu(), f.get_tensor(k)) for k in sorted(keys)
+        )
+
+
+def _write_coglm(state: dict[str, Tensor], config: CogLMConfig, folder: Path) -> None:
+    """The coglm_core ``save_pretrained`` layout, written one tensor at a time."""
+    meta = {"format": "pt", "config": config.to_json()}
+    save_safetensors(state, folder / WEIGHTS_NAME, metadata=meta)
+    config.save(folder / CONFIG_NAME)
+
+
 def convert_official(
     coglm_dir: PathLike,
     dsr_dir: PathLike,
@@ -122,6 +147,11 @@ def convert_official(
     (``ice_text.model`` + ``ice_image.pt``, or our tokenizer format) and ``cluster_label.npy``,
     and write a `CogView2Pipeline` folder. Nothing pickled is executed.
 
+    One checkpoint is in memory at a time (memory-mapped; a ``dtype`` cast makes one copy of
+    it), each is written tensor by tensor, and DSR's and ITERSR's base transformers are compared
+    with the written CogLM one tensor at a time: the peak host memory is the largest checkpoint
+    (DSR: base + ``attention_plus``) plus one tensor.
+
     Args:
         coglm_dir, dsr_dir, itersr_dir: Checkpoint folders.
         tokenizer_dir: Folder with the icetk files.
@@ -136,17 +166,41 @@ def convert_official(
     Returns:
         `ConversionReport`.
     """
-    pipe, report = load_official(
-        coglm_dir,
-        dsr_dir,
-        itersr_dir,
-        tokenizer_dir,
-        cluster_labels,
-        coglm_config=coglm_config,
-        dsr_config=dsr_config,
-        itersr_config=itersr_config,
-        pipeline_config=pipeline_config,
-        dtype=dtype,
-    )
-    report.output = pipe.save_pretrained(output)
-    return report
+    out = Path(output)
+    tokenizer = IceTokenizer.from_pretrained(tokenizer_dir)
+    ck = load_sat_checkpoint(coglm_dir, coglm_config, dtype=dtype)
+    config = ck.config
+    labels = load_labels(cluster_labels, num_codes=config.num_image_tokens)
+    ignored: dict[str, list[str]] = {"coglm": _unused(ck.state_dict, {})}
+    _write_coglm(ck.transformer_state_dict(), config, out / "coglm")
+    del ck
+    manifest: dict[str, object] = {
+        "format": W.FORMAT,
+        "format_version": W.FORMAT_VERSION,
+        "config": (pipeline_config or PipelineConfig()).to_dict(),
+    }
+    shares = {}
+    for name, folder, cls, sr_cfg in (
+        ("dsr", dsr_dir, DirectSuperResolution, dsr_config or DSRConfig()),
+        ("itersr", itersr_dir, IterativeSuperResolution, itersr_config or ITERSRConfig()),
+    ):
+        sr_ck = load_sat_checkpoint(folder, config, dtype=dtype)
+        base = sr_ck.transformer_state_dict()
+        shares[name] = _same_as_file(base, out / "coglm" / WEIGHTS_NAME)
+        model = cls(CogLM(config, device="meta"), sr_cfg)  # type: ignore[arg-type]
+        model.load_mixin_state_dict(sr_ck.state_dict)  # checks names and shapes
+        mixins = model.mixin_state_dict()
+        ignored[name] = _unused(sr_ck.state_dict, mixins)
+        W.atomic_write_text(out / name / W.SR_CONFIG_FILE, config_to_json(sr_cfg) + "\n")
+        save_safetensors(mixins, out / name / W.MIXINS_FILE)
+        if not shares[name]:
+            _write_coglm(base, config, out / name / "base")
+        manifest[name] = {"shares_base": W.SHARED if shares[name] else None}
+        del sr_ck, base, model, mixins
+    tokenizer.save_pretrained(out / "tokenizer")
+    save_labels(out / W.LABELS_FILE, labels)
+    W.atomic_write_text(out / W.PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
+    # Check the components against each other (vocabulary, grids, labels) without reading a
+    # weight: the structure alone, with nothing loaded.
+    CogView2Pipeline.from_pretrained(out, memory=MemoryPlan("disk_offload"))
+    return ConversionReport(out, shares["dsr"], shares["itersr"], ignored)

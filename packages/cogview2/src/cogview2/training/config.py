@@ -149,8 +149,8 @@ class TokenizeRecipe:
             ``text_slots + 1 + low_grid²`` tokens.
         num_clusters: K-means clusters of the codebook (cluster sampling).
         batch_size: Images per VQ-VAE encoder call.
-        high_images: Images per split whose high-resolution render is tokenised (a seeded
-            subset; 0 = all). The super-resolution recipes only see this subset; at a CPU
+        high_images: Training images whose high-resolution render is tokenised (a seeded
+            subset; 0 = all); the held-out split gets the same fraction. The super-resolution recipes only see this subset; at a CPU
             budget they see a few thousand samples, and encoding every 480 px render costs
             more than training on them.
         seed: K-means and subset seed.

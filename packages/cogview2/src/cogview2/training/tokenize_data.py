@@ -79,10 +79,23 @@ def high_subset(n: int, limit: int, seed: int) -> list[int]:
     return sorted(perm[:limit].tolist())
 
 
+def _high_limit(cfg: TrainingConfig, split: str, n: int) -> int:
+    """``high_images`` for the training split; the same fraction of the other splits."""
+    limit = cfg.tokenize.high_images
+    if limit == 0 or split == "train":
+        return limit
+    n_train = len(EmojiDataset(cfg.data.root, "train", cfg.data.low_size, styles=_styles(cfg)))
+    return max(1, -(-limit * n // max(n_train, 1)))
+
+
+def _styles(cfg: TrainingConfig) -> tuple[str, ...] | None:
+    return tuple(cfg.data.styles) or None
+
+
 def _tokenize_split(
     cfg: TrainingConfig, tokenizer: IceTokenizer, split: str, out: Path, progress: bool
 ) -> None:
-    styles = tuple(cfg.data.styles) or None
+    styles = _styles(cfg)
     low = EmojiDataset(cfg.data.root, split, cfg.data.low_size, styles=styles)
     high = EmojiDataset(cfg.data.root, split, cfg.data.high_size, styles=styles)
     chunk = 8 * cfg.tokenize.batch_size
@@ -90,7 +103,7 @@ def _tokenize_split(
     rank, size = world()
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    high_index = high_subset(len(low), cfg.tokenize.high_images, cfg.tokenize.seed)
+    high_index = high_subset(len(low), _high_limit(cfg, split, len(low)), cfg.tokenize.seed)
     wanted = set(high_index)
     mine = [k for k in range(len(starts)) if k % size == rank]
     for k in tqdm(mine, disable=not progress or rank != 0, desc=f"tokenize {split}"):

@@ -1,0 +1,39 @@
+"""The streaming safetensors writer reads back with the safetensors library, bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from coglm_core import save_safetensors
+
+
+def test_streamed_file_reads_back_exactly(tmp_path) -> None:
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "b.bf16": torch.randn(3, 5, generator=g).bfloat16(),
+        "a.f32": torch.randn(4, 6, generator=g)[:, ::2],  # non-contiguous
+        "c.i8": torch.randint(-127, 128, (7,), generator=g, dtype=torch.int8),
+        "d.f16": torch.randn(2, 2, 2, generator=g).half(),
+        "e.i64": torch.randint(0, 10**9, (3,), generator=g),
+        "f.bool": torch.rand(5, generator=g) > 0.5,
+        "g.empty": torch.zeros(0, 4),
+        "h.scalar": torch.tensor(1.5),
+    }
+    path = tmp_path / "x.safetensors"
+    save_safetensors(tensors, path, metadata={"format": "pt", "note": "é"})
+    back = load_file(path)
+    assert back.keys() == tensors.keys()
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+    with safe_open(path, "pt") as f:
+        assert f.metadata() == {"format": "pt", "note": "é"}
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file
+
+
+def test_unsupported_dtype_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="complex64"):
+        save_safetensors({"z": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "z.safetensors")
+    assert not (tmp_path / "z.safetensors").exists()
