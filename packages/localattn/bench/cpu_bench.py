@@ -1,12 +1,15 @@
 """CPU benchmark: localattn reference vs dense SDPA with a boolean mask of the same pattern.
 
 Usage: python packages/localattn/bench/cpu_bench.py [--grid 60 128] [--repeats 5]
-Prints a Markdown table (median ms of forward, forward+backward, peak extra memory).
+Prints a Markdown table (median ms of forward, forward+backward, peak extra memory, and the
+workspace: peak extra memory minus what the call must return, i.e. the output and, with the
+backward, the input gradients).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import statistics
 import subprocess
@@ -41,29 +44,42 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def peak_extra_mb(impl: str, mode: str, grid: int, args: argparse.Namespace) -> float:
-    """Peak RSS growth of one call, measured in a fresh child process (MiB)."""
+def peak_extra_mb(impl: str, mode: str, grid: int, args: argparse.Namespace) -> tuple[float, float]:
+    """(peak RSS growth of one call, the same minus the bytes the call must return: the output,
+    and with the backward the input gradients), measured in a fresh child process (MiB)."""
     cmd = [sys.executable, __file__, "--child", impl, mode, "--grid", str(grid),
            "--window", *map(str, args.window), "--extra", str(args.extra),
            "--heads", str(args.heads), "--head-dim", str(args.head_dim)]  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    peak, workspace = out.strip().splitlines()[-1].split()
+    return float(peak), float(workspace)
 
 
 def child(impl: str, mode: str, grid: int, args: argparse.Namespace) -> None:
     kh, kw = args.window
-    fns = make_fns(grid, kh, kw, args.extra, args.heads, args.head_dim)
+    fns, leaves = make_fns(grid, kh, kw, args.extra, args.heads, args.head_dim)
     fn = fns[impl]
     call = (lambda: fn().sum().backward()) if mode == "fwdbwd" else fn
     with torch.set_grad_enabled(mode == "fwdbwd"):
-        call()  # warm-up: lazily loaded kernels and caches are not the op's memory
+        out = call()  # warm-up: lazily loaded kernels and caches are not the op's memory
+    # What the call must return: its output, and the input gradients (freshly allocated below).
+    required = leaves[0].numel() * 4 + (
+        sum(x.numel() * 4 for x in leaves) if mode == "fwdbwd" else 0
+    )
+    for x in leaves:
+        x.grad = None
+    del out
     gc.collect()
+    # Give freed heap memory back to the OS, so the measured call's allocations grow the RSS
+    # instead of silently reusing what the warm-up freed (glibc keeps small frees).
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = _status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # Linux: reset the VmHWM peak to current RSS
         f.write("5")
     with torch.set_grad_enabled(mode == "fwdbwd"):
         call()
-    print((_status_kb("VmHWM") - before) / 1024)
+    peak = (_status_kb("VmHWM") - before) * 1024
+    print(peak / 2**20, max(peak - required, 0) / 2**20)
 
 
 def _status_kb(field: str) -> int:
@@ -80,7 +96,7 @@ def make_fns(grid: int, kh: int, kw: int, t: int, heads: int, d: int):
     shape = (1, heads, grid, grid, d)
     q, k, v = (torch.randn(shape, generator=g, requires_grad=True) for _ in range(3))
     ek, ev = (torch.randn(1, heads, t, d, generator=g, requires_grad=True) for _ in range(2))
-    mask = dense_mask(grid, grid, kh, kw, t)
+    mask = dense_mask(grid, grid, kh, kw, t)  # built once, outside the measured calls
 
     def ours():
         return localattn.local_attention_2d(q, k, v, (kh, kw), extra_k=ek, extra_v=ev,
@@ -91,19 +107,20 @@ def make_fns(grid: int, kh: int, kw: int, t: int, heads: int, d: int):
         vv = torch.cat([v.flatten(2, 3), ev], 2)
         return F.scaled_dot_product_attention(q.flatten(2, 3), kk, vv, attn_mask=mask)
 
-    return {"localattn": ours, "sdpa_dense_bool": sdpa}
+    return {"localattn": ours, "sdpa_dense_bool": sdpa}, (q, k, v, ek, ev)
 
 
 def run(grid: int, args: argparse.Namespace) -> dict[str, float]:
     kh, kw = args.window
-    fns = make_fns(grid, kh, kw, args.extra, args.heads, args.head_dim)
+    fns, _ = make_fns(grid, kh, kw, args.extra, args.heads, args.head_dim)
     res = {}
     for name, fn in fns.items():
         with torch.no_grad():
             res[f"{name}_fwd_ms"] = timed(fn, args.repeats)
         res[f"{name}_fwdbwd_ms"] = timed(lambda fn=fn: fn().sum().backward(), args.repeats)
         for mode in ("fwd", "fwdbwd"):
-            res[f"{name}_{mode}_peak_mb"] = peak_extra_mb(name, mode, grid, args)
+            peak, workspace = peak_extra_mb(name, mode, grid, args)
+            res[f"{name}_{mode}_peak_mb"], res[f"{name}_{mode}_work_mb"] = peak, workspace
     return res
 
 
@@ -124,8 +141,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, batch 1, "
           f"{args.heads} heads, D={args.head_dim}, window {kh}x{kw} + {args.extra} globals")  # fmt: skip
     print("| grid | tiles | ours fwd ms | SDPA fwd ms | ours fwd+bwd ms | SDPA fwd+bwd ms "
-          "| ours peak MB (fwd / f+b) | SDPA peak MB (fwd / f+b) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| ours peak MB (fwd / f+b) | SDPA peak MB (fwd / f+b) "
+          "| ours workspace MB (fwd / f+b) | SDPA workspace MB (fwd / f+b) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for grid in args.grid:
         plan = choose_plan(
             (grid, grid), (grid, grid), WindowSpec(kh, kw), args.extra, args.head_dim
@@ -136,7 +154,9 @@ def main() -> None:
             f"| {r['localattn_fwd_ms']:.1f} | {r['sdpa_dense_bool_fwd_ms']:.1f} "
             f"| {r['localattn_fwdbwd_ms']:.1f} | {r['sdpa_dense_bool_fwdbwd_ms']:.1f} "
             f"| {r['localattn_fwd_peak_mb']:.1f} / {r['localattn_fwdbwd_peak_mb']:.1f} "
-            f"| {r['sdpa_dense_bool_fwd_peak_mb']:.1f} / {r['sdpa_dense_bool_fwdbwd_peak_mb']:.1f} |"
+            f"| {r['sdpa_dense_bool_fwd_peak_mb']:.1f} / {r['sdpa_dense_bool_fwdbwd_peak_mb']:.1f} "
+            f"| {r['localattn_fwd_work_mb']:.1f} / {r['localattn_fwdbwd_work_mb']:.1f} "
+            f"| {r['sdpa_dense_bool_fwd_work_mb']:.1f} / {r['sdpa_dense_bool_fwdbwd_work_mb']:.1f} |"
         )
 
 
