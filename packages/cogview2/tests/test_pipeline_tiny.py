@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cogview2 import CogView2Pipeline
 from cogview2.lopar import tiled_order
 from cogview2.stages.super_resolution import iterative_super_resolution
 
@@ -172,3 +173,14 @@ def test_progress_bar_names_each_stage(tiny_pipe, monkeypatch) -> None:
     monkeypatch.setattr(pipeline_module, "tqdm", RecordingBar)
     tiny_pipe("a red apple", num_images=1, generator=_gen(0), output_type="tokens", progress=False)
     assert seen == [STAGE_NAMES["coarse"], STAGE_NAMES["dsr"], STAGE_NAMES["itersr"]]
+
+
+def test_default_style_comes_from_the_pipeline_config(tiny_pipe) -> None:
+    import dataclasses
+
+    assert tiny_pipe.encode_prompt("red apple") == tiny_pipe.encode_prompt("red apple", "mainbody")
+    plain = dataclasses.replace(tiny_pipe.config, default_style="none")
+    pipe = CogView2Pipeline(tiny_pipe.tokenizer, tiny_pipe.coglm, tiny_pipe.dsr, tiny_pipe.itersr,
+                            tiny_pipe.cluster_labels, plain)  # fmt: skip
+    assert pipe.encode_prompt("red apple") == tiny_pipe.encode_prompt("red apple", "none")
+    assert pipe.encode_prompt("red apple") != pipe.encode_prompt("red apple", "mainbody")

@@ -319,7 +319,13 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--prompts-file", type=Path, default=None, help="one prompt per line")
     gen.add_argument("-n", "--num-images", type=int, default=4)
     gen.add_argument("-o", "--output", type=Path, default=Path("out"))
-    gen.add_argument("--style", default="mainbody", choices=sorted(RECIPES))
+    gen.add_argument(
+        "--style",
+        default=None,
+        choices=sorted(RECIPES),
+        help="sampling recipe and prompt template (default: the weights' own, e.g. 'none' for "
+        "the emoji demo models, 'mainbody' for the official ones)",
+    )
     gen.add_argument(
         "--stages", default=",".join(STAGES), help="coarse | coarse,dsr | coarse,dsr,itersr"
     )

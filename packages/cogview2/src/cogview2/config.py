@@ -20,6 +20,9 @@ class PipelineConfig:
         sr_batch: Samples per DSR/ITERSR forward pass (4 in the release).
         caption_max_length: Tokens sampled at most by `CogView2Pipeline.caption`.
         completion_upweight: Eq. (7) constant of the completion infilling (1.4).
+        default_style: Style (a name of `cogview2.RECIPES`) used when a call gives none:
+            ``"mainbody"`` as the release; ``"none"`` for models trained on plain prompts
+            (the emoji demo weights).
     """
 
     compression: int = 8
@@ -28,6 +31,7 @@ class PipelineConfig:
     sr_batch: int = 4
     caption_max_length: int = 32
     completion_upweight: float = 1.4
+    default_style: str = "mainbody"
 
     def __post_init__(self) -> None:
         for name in (

@@ -187,11 +187,12 @@ class CogView2Pipeline:
         return self
 
     # ----------------------------------------------------------------------------- prompts
-    def encode_prompt(self, prompt: str, style: str | SamplingRecipe = "mainbody") -> list[int]:
-        """Text ids of the formatted prompt (without BOI); ValueError when empty or too long."""
+    def encode_prompt(self, prompt: str, style: str | SamplingRecipe | None = None) -> list[int]:
+        """Text ids of the formatted prompt (without BOI); ValueError when empty or too long.
+        ``style`` None means ``config.default_style``."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt is empty; give a text such as 'a red apple'")
-        text = get_recipe(style).format(prompt)
+        text = get_recipe(style or self.config.default_style).format(prompt)
         # As the release: encode the template with the literal BOI piece in one pass, so pieces
         # at the end of the text are segmented exactly as there; then drop the trailing BOI.
         lay = self.tokenizer.layout
@@ -222,7 +223,7 @@ class CogView2Pipeline:
         prompt: str,
         *,
         num_images: int = 1,
-        style: str | SamplingRecipe = "mainbody",
+        style: str | SamplingRecipe | None = None,
         generator: torch.Generator | None = None,
         stages: Sequence[str] = STAGES,
         output_type: OutputType = "pil",
@@ -235,7 +236,7 @@ class CogView2Pipeline:
         Args:
             prompt: Raw text (the style template is applied here).
             num_images: Number of images (any positive number; no remainder is dropped).
-            style: A name of `RECIPES` or a `SamplingRecipe`.
+            style: A name of `RECIPES` or a `SamplingRecipe`; None: ``config.default_style``.
             generator: Random source; the same seed gives the same tokens.
             stages: ``("coarse",)``, ``("coarse", "dsr")`` or ``("coarse", "dsr", "itersr")``.
             output_type: "pil", "pt" ((N, 3, S, S) float32 in [0, 1]) or "tokens" (no decoding).
@@ -246,7 +247,7 @@ class CogView2Pipeline:
         Returns:
             `CogView2Output`.
         """
-        recipe = get_recipe(style)
+        recipe = get_recipe(style or self.config.default_style)
         stages = self._check_stages(stages)
         self._check_output(output_type)
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:

@@ -55,7 +55,9 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
         raise FileNotFoundError(f"{labels_path} not found; run `cogview2 train tokenize` first")
     labels = torch.from_numpy(np.load(labels_path, allow_pickle=False))
     tokenizer.image.model.to(dtype)
-    pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, PipelineConfig())  # type: ignore[arg-type]
+    pipe = CogView2Pipeline(
+        tokenizer, coglm, dsr, itersr, labels, PipelineConfig(default_style="none")
+    )  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)
     pipe.save_pretrained(folder)
     size = folder_megabytes(folder)

@@ -139,7 +139,8 @@ def build_app(source: PipelineSource, config: WebConfig | None = None) -> Any:
         with gr.Tab("Text to image", id="generate"):
             prompt = gr.Textbox(label="Prompt (English or 中文)", lines=2, elem_id="prompt")
             with gr.Row():
-                style = gr.Dropdown(styles, value=cfg.default_style, label="Style")
+                default_style = cfg.default_style or handlers.pipe.config.default_style
+                style = gr.Dropdown(styles, value=default_style, label="Style")
                 count = gr.Slider(
                     1,
                     cfg.max_images,

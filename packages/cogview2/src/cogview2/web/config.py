@@ -14,7 +14,8 @@ class WebConfig:
 
     Attributes:
         title: Browser tab and page title.
-        default_style: Style selected when the page opens (a name of `cogview2.RECIPES`).
+        default_style: Style selected when the page opens (a name of `cogview2.RECIPES`);
+            None: the pipeline's ``config.default_style``.
         default_num_images: Images per request when the page opens.
         max_images: Largest "number of images" a request may ask for.
         max_seed: Seeds are integers in ``[0, max_seed]``; random seeds are drawn from there.
@@ -25,7 +26,7 @@ class WebConfig:
     """
 
     title: str = "CogView2"
-    default_style: str = "mainbody"
+    default_style: str | None = None
     default_num_images: int = 2
     max_images: int = 8
     max_seed: int = 2**31 - 1

@@ -43,7 +43,7 @@ class PageHandlers:
                 f"{type(source).__name__}"
             )
         self.config = config or WebConfig()
-        if self.config.default_style not in RECIPES:
+        if self.config.default_style is not None and self.config.default_style not in RECIPES:
             raise ValueError(
                 f"WebConfig.default_style {self.config.default_style!r} is not one of "
                 f"{sorted(RECIPES)}"
