@@ -58,12 +58,13 @@ def load_part(part: Part, device: torch.device | str, dtype: torch.dtype | None)
         raise ValueError("this part has no file to load from")
     int8 = {n for n, m in part.module.named_modules() if isinstance(m, Int8Linear)}
     state: dict[str, Tensor] = {}
-    with safe_open(part.file, framework="pt", device=str(device)) as f:
+    # Read on the host (memory-mapped), then move one tensor at a time: any torch device works.
+    with safe_open(part.file, framework="pt", device="cpu") as f:
         for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             if not key.startswith(part.strip):
                 raise ValueError(f"{part.file}: key {key!r} lacks the prefix {part.strip!r}")
             name = key[len(part.strip) :]
-            tensor = f.get_tensor(key)
+            tensor = f.get_tensor(key).to(device)
             owner, _, leaf = name.rpartition(".")
             if owner in int8 and leaf == "weight" and tensor.is_floating_point():
                 state[name], state[f"{owner}.weight_scale"] = quantize_rows(tensor)
