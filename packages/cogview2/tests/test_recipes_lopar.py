@@ -22,6 +22,7 @@ def test_recipes_match_reference_table() -> None:
         "isometric",
         "chinese",
         "watercolor",
+        "plain",  # ours: the emoji demo models' default, not a released style
     }
     main = RECIPES["mainbody"]
     assert main.format("猫") == "猫 高清摄影 隔绝"
@@ -37,6 +38,8 @@ def test_recipes_match_reference_table() -> None:
         assert (r.temp_all_gen, r.topk_dsr, r.temp_cluster_dsr) == (1.1, 5, 0.4)
     assert RECIPES["chinese"].temp_all_gen == 1.12 and RECIPES["sketch"].temp_all_gen == 1.1
     assert RECIPES["none"].format("x") == "x"
+    plain = RECIPES["plain"]
+    assert plain.format("x") == "x" and (plain.temp_all_gen, plain.topk_gen) == (0.7, 8)
 
 
 def test_unknown_style_is_a_clear_error() -> None:

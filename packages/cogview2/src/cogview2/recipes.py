@@ -55,10 +55,14 @@ RECIPES: MappingProxyType[str, SamplingRecipe] = MappingProxyType(
         "isometric": SamplingRecipe("isometric", "{} 等距矢量图", temp_all_gen=1.1),
         "chinese": SamplingRecipe("chinese", "{} 水墨国画", temp_all_gen=1.12),
         "watercolor": SamplingRecipe("watercolor", "{} 水彩画风格"),
+        # Not in the release: the prompt as is, sampled colder (T1 0.7, 8 clusters), for the
+        # small emoji demo models, whose samples at the release's T1 = 1.15 are noisy.
+        "plain": SamplingRecipe("plain", "{}", temp_all_gen=0.7, topk_gen=8),
     }
 )
-"""Every released style (reference.md §3.1). The dead parameters ``temp_all_itersr`` and
-``topk_itersr`` are not carried; ``temp_all_dsr`` is 1.0, the value the release actually uses."""
+"""Every released style (reference.md §3.1), plus ``plain`` (the demo models' default). The
+dead parameters ``temp_all_itersr`` and ``topk_itersr`` are not carried; ``temp_all_dsr`` is
+1.0, the value the release actually uses."""
 
 
 def get_recipe(style: str | SamplingRecipe) -> SamplingRecipe:

@@ -43,7 +43,8 @@ class EvalConfig:
         num_prompts: Held-out prompts generated (evenly spaced over the held-out records).
         num_distractors: Wrong captions per retrieval question (chance = 1 / (1 + this)).
         stages: Pipeline stages run for the samples.
-        style: Style recipe of the pipeline (``"none"``: the prompt as is, as trained).
+        style: Style recipe; None: the pipeline's ``config.default_style`` (the demo weights:
+            ``"plain"``, the prompt as is, as trained).
         caption_template: Caption template of the prompts (e.g. "red apple, twemoji style").
         psnr_images: Held-out renders reconstructed for the PSNR.
         max_real: Held-out renders classified / used as the Fréchet reference (None: all).
@@ -56,7 +57,7 @@ class EvalConfig:
     num_prompts: int = 16
     num_distractors: int = 4
     stages: tuple[str, ...] = ("coarse", "dsr", "itersr")
-    style: str = "none"
+    style: str | None = None
     caption_template: str = "name_style"
     psnr_images: int = 64
     max_real: int | None = 1000
@@ -82,7 +83,7 @@ def _reconstruction_psnr(pipe: CogView2Pipeline, data: EmojiDataset, n: int) -> 
     return float(torch.cat(out).mean())
 
 
-def _fits(pipe: CogView2Pipeline, prompt: str, style: str) -> bool:
+def _fits(pipe: CogView2Pipeline, prompt: str, style: str | None) -> bool:
     try:
         pipe.encode_prompt(prompt, style)
     except ValueError:  # longer than the pipeline accepts

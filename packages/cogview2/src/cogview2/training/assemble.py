@@ -56,7 +56,7 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
     labels = torch.from_numpy(np.load(labels_path, allow_pickle=False))
     tokenizer.image.model.to(dtype)
     pipe = CogView2Pipeline(
-        tokenizer, coglm, dsr, itersr, labels, PipelineConfig(default_style="none")
+        tokenizer, coglm, dsr, itersr, labels, PipelineConfig(default_style="plain")
     )  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)
     pipe.save_pretrained(folder)
