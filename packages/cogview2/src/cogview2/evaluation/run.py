@@ -6,7 +6,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,8 @@ def run_evaluation(
         The results dictionary (also in ``eval-results.json``).
     """
     cfg = cfg or EvalConfig()
+    # Record the style actually used (None means the pipeline's default).
+    cfg = replace(cfg, style=cfg.style or pipe.config.default_style)
     tick = time.perf_counter()
     out = Path(out_dir)
     low_size, high_size = pipe.low_image_size, pipe.image_size
