@@ -98,6 +98,11 @@ class DataRecipe:
     low_size: int = 160
     high_size: int = 480
 
+    @property
+    def style_filter(self) -> tuple[str, ...] | None:
+        """``styles`` as `EmojiDataset` takes it (None: every style)."""
+        return tuple(self.styles) or None
+
 
 @dataclass(frozen=True)
 class TextTokenizerRecipe:

@@ -84,18 +84,16 @@ def _high_limit(cfg: TrainingConfig, split: str, n: int) -> int:
     limit = cfg.tokenize.high_images
     if limit == 0 or split == "train":
         return limit
-    n_train = len(EmojiDataset(cfg.data.root, "train", cfg.data.low_size, styles=_styles(cfg)))
+    n_train = len(
+        EmojiDataset(cfg.data.root, "train", cfg.data.low_size, styles=cfg.data.style_filter)
+    )
     return max(1, -(-limit * n // max(n_train, 1)))
-
-
-def _styles(cfg: TrainingConfig) -> tuple[str, ...] | None:
-    return tuple(cfg.data.styles) or None
 
 
 def _tokenize_split(
     cfg: TrainingConfig, tokenizer: IceTokenizer, split: str, out: Path, progress: bool
 ) -> None:
-    styles = _styles(cfg)
+    styles = cfg.data.style_filter
     low = EmojiDataset(cfg.data.root, split, cfg.data.low_size, styles=styles)
     high = EmojiDataset(cfg.data.root, split, cfg.data.high_size, styles=styles)
     chunk = 8 * cfg.tokenize.batch_size

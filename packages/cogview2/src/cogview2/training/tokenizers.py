@@ -42,10 +42,6 @@ VQVAE_FILE = "vqvae.safetensors"
 VQVAE_CONFIG = "vqvae_config.json"
 
 
-def _styles(cfg: TrainingConfig) -> tuple[str, ...] | None:
-    return tuple(cfg.data.styles) or None
-
-
 def vqvae_config(cfg: TrainingConfig) -> VQVAEConfig:
     """The VQ-VAE size of the recipe (an icetk preset with ``num_codes``)."""
     return getattr(VQVAEConfig, cfg.vqvae.preset)(num_codes=cfg.vqvae.num_codes)
@@ -62,7 +58,7 @@ def train_text_recipe(cfg: TrainingConfig, *, progress: bool = True) -> Path:
     """
     out = cfg.stage_dirs["text_tokenizer"]
     if is_main() and not (out / LAYOUT_FILE).is_file():
-        data = EmojiDataset(cfg.data.root, "train", cfg.data.low_size, styles=_styles(cfg))
+        data = EmojiDataset(cfg.data.root, "train", cfg.data.low_size, styles=cfg.data.style_filter)
         lines: list[str] = []
         for record in data.records:
             for template in cfg.text_tokenizer.templates:
@@ -139,7 +135,7 @@ def train_vqvae_recipe(
     rc = cfg.vqvae
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
-        styles = _styles(cfg)
+        styles = cfg.data.style_filter
         low = EmojiDataset(cfg.data.root, "train", cfg.data.low_size, styles=styles)
         high = EmojiDataset(cfg.data.root, "train", cfg.data.high_size, styles=styles)
         images = CropDataset(low, high, rc.crop, rc.low_fraction, rc.seed)
