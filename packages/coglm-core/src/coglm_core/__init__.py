@@ -21,7 +21,7 @@ from .masks import (
 )
 from .positions import image_position_ids, inverse_prompt_position_ids, text_image_position_ids
 from .pretrained import from_pretrained, save_pretrained
-from .quantization import Int8Linear, int8_weight_bytes, quantize_linears_int8
+from .quantization import Int8Linear, int8_weight_bytes, quantize_linears_int8, quantize_rows
 from .sat_checkpoint import (
     SatCheckpoint,
     check_state_dict,
@@ -87,6 +87,7 @@ __all__ = [
     "next_token_labels",
     "pretraining_example",
     "quantize_linears_int8",
+    "quantize_rows",
     "released_region_cells",
     "sat_attention",
     "save_pretrained",

@@ -43,6 +43,30 @@ def int8_weight_bytes(
     )
 
 
+@torch.no_grad()
+def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row symmetric int8 of a floating (out, in) weight, computed in float32.
+
+    Returns:
+        (int8 (out, in) in [-127, 127], float32 (out,) scale); row i is ``q[i] · scale[i]``.
+        On the meta device, meta tensors.
+
+    Raises:
+        ValueError: the weight is not floating point, or holds inf/NaN.
+    """
+    if not weight.is_floating_point():
+        raise ValueError(f"can only quantise a floating Linear weight, got {weight.dtype}")
+    w32 = weight.detach().float()  # may alias the weight when float32: no in-place ops on it
+    if not weight.is_meta and not torch.isfinite(w32).all():
+        raise ValueError("cannot quantise a Linear weight holding inf or NaN")
+    amax = w32.abs().amax(dim=1)  # (out,)
+    # An all-zero row would divide by zero; any scale gives q = 0 there, so use 1.
+    scale = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax))
+    # The clamp only guards against w / scale landing a rounding error above 127.
+    q = (w32 / scale[:, None]).round_().clamp_(-QMAX, QMAX).to(torch.int8)
+    return q, scale
+
+
 class Int8Linear(nn.Module):
     """``nn.Linear`` with an int8 weight and a per-output-channel float32 scale (inference only).
 
@@ -109,17 +133,8 @@ class Int8Linear(nn.Module):
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear needs an nn.Linear, got {type(linear).__name__}")
-        w = linear.weight.detach()  # (out, in)
-        if not w.is_floating_point():
-            raise ValueError(f"can only quantise a floating Linear weight, got {w.dtype}")
-        w32 = w.float()  # may alias w when it is already float32: no in-place ops on it
-        if not w.is_meta and not torch.isfinite(w32).all():
-            raise ValueError("cannot quantise a Linear weight holding inf or NaN")
-        amax = w32.abs().amax(dim=1)  # (out,)
-        # An all-zero row would divide by zero; any scale gives q = 0 there, so use 1.
-        scale = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax))
-        # The clamp only guards against w / scale landing a rounding error above 127.
-        q = (w32 / scale[:, None]).round_().clamp_(-QMAX, QMAX).to(torch.int8)
+        w = linear.weight  # (out, in)
+        q, scale = quantize_rows(w)
         out, inp = w.shape
         # Built on meta so the constructor's placeholders cost nothing, then filled.
         layer = cls(inp, out, linear.bias is not None, device="meta", dtype=w.dtype)

@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from coglm_core import Int8Linear
+from coglm_core import Int8Linear, quantize_rows
 
 from .memory import MemoryPlan
 
@@ -34,15 +34,6 @@ class Part:
     module: nn.Module
     file: Path | None = None
     strip: str = ""
-
-
-def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """(out, in) float weight → (int8 weight, (out,) float32 scale), exactly as
-    `coglm_core.Int8Linear.from_linear`."""
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
-    linear.weight = nn.Parameter(weight, requires_grad=False)
-    q = Int8Linear.from_linear(linear)
-    return q.weight, q.weight_scale
 
 
 @torch.no_grad()
