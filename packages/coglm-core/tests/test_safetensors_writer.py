@@ -37,3 +37,17 @@ def test_unsupported_dtype_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="complex64"):
         save_safetensors({"z": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "z.safetensors")
     assert not (tmp_path / "z.safetensors").exists()
+
+
+def test_save_state_dict_is_the_save_pretrained_folder(tmp_path) -> None:
+    from coglm_core import CogLM, CogLMConfig, from_pretrained, save_pretrained
+    from coglm_core.pretrained import save_state_dict
+
+    torch.manual_seed(0)
+    model = CogLM(CogLMConfig.tiny()).eval()
+    save_pretrained(model, tmp_path / "a")
+    save_state_dict(model.state_dict(), model.config, tmp_path / "b")
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    back = from_pretrained(tmp_path / "b")
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in model.state_dict().items())

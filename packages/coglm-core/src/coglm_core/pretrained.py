@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -33,14 +34,23 @@ def save_pretrained(model: CogLM, folder: str | os.PathLike[str]) -> Path:
             "save_pretrained writes float weights only and this model has Int8Linear layers: "
             "save the float model and call quantize_linears_int8 after from_pretrained"
         )
+    return save_state_dict(model.state_dict(), model.config, folder)
+
+
+def save_state_dict(
+    state: Mapping[str, torch.Tensor], config: CogLMConfig, folder: str | os.PathLike[str]
+) -> Path:
+    """The `save_pretrained` folder from a ``transformer.*`` state dict (e.g. one read from an
+    official checkpoint), written one tensor at a time without building a model.
+
+    Returns:
+        the folder.
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    save_safetensors(
-        model.state_dict(),
-        out / WEIGHTS_NAME,
-        metadata={"format": "pt", "config": model.config.to_json()},
-    )
-    model.config.save(out / CONFIG_NAME)
+    meta = {"format": "pt", "config": config.to_json()}
+    save_safetensors(state, out / WEIGHTS_NAME, metadata=meta)
+    config.save(out / CONFIG_NAME)
     return out
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from cluster_sampling import load_labels, save_labels
 from coglm_core import save_safetensors
 from coglm_core.config import CogLMConfig
-from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from coglm_core.pretrained import WEIGHTS_NAME, save_state_dict
 from coglm_core.sat_checkpoint import load_sat_checkpoint
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
@@ -121,13 +121,6 @@ def _same_as_file(state: dict[str, Tensor], file: Path) -> bool:
         )
 
 
-def _write_coglm(state: dict[str, Tensor], config: CogLMConfig, folder: Path) -> None:
-    """The coglm_core ``save_pretrained`` layout, written one tensor at a time."""
-    meta = {"format": "pt", "config": config.to_json()}
-    save_safetensors(state, folder / WEIGHTS_NAME, metadata=meta)
-    config.save(folder / CONFIG_NAME)
-
-
 def convert_official(
     coglm_dir: PathLike,
     dsr_dir: PathLike,
@@ -172,7 +165,7 @@ def convert_official(
     config = ck.config
     labels = load_labels(cluster_labels, num_codes=config.num_image_tokens)
     ignored: dict[str, list[str]] = {"coglm": _unused(ck.state_dict, {})}
-    _write_coglm(ck.transformer_state_dict(), config, out / "coglm")
+    save_state_dict(ck.transformer_state_dict(), config, out / "coglm")
     del ck
     manifest: dict[str, object] = {
         "format": W.FORMAT,
@@ -194,7 +187,7 @@ def convert_official(
         W.atomic_write_text(out / name / W.SR_CONFIG_FILE, config_to_json(sr_cfg) + "\n")
         save_safetensors(mixins, out / name / W.MIXINS_FILE)
         if not shares[name]:
-            _write_coglm(base, config, out / name / "base")
+            save_state_dict(base, config, out / name / "base")
         manifest[name] = {"shares_base": W.SHARED if shares[name] else None}
         del sr_ck, base, model, mixins
     tokenizer.save_pretrained(out / "tokenizer")
