@@ -25,7 +25,6 @@ from cogview2 import _weights as W
 from cogview2.config import PipelineConfig
 from cogview2.memory import MemoryPlan
 from cogview2.memory_probe import build_models, materialize, run_stage
-from cogview2.models.config import config_to_json
 from cogview2.placement import Placer
 
 PLANS = (
@@ -46,13 +45,9 @@ def write_random_folder(preset: str, root: Path) -> None:
     for name in ("dsr", "itersr"):
         model = models[name]
         materialize((model,), torch.device("cpu"), torch.bfloat16)
-        W.atomic_write_text(root / name / W.SR_CONFIG_FILE, config_to_json(model.config) + "\n")
-        W.atomic_save_tensors(model.mixin_state_dict(), root / name / W.MIXINS_FILE)
-        shared = model.base is models["coglm"]
-        if not shared:
-            W.save_coglm(model.base, root / name / "base")
+        manifest[name] = {"shares_base": W.save_sr(model, root / name, models["coglm"])}
+        if model.base is not models["coglm"]:
             model.base.to("meta")
-        manifest[name] = {"shares_base": W.SHARED if shared else None}
         model.mixins.to("meta")
     W.atomic_write_text(root / W.PIPELINE_FILE, json.dumps(manifest) + "\n")
 

@@ -181,12 +181,9 @@ def model_structure(
     Returns:
         (``{"coglm", "dsr", "itersr"}`` models, parts by name, stage → part names).
     """
-    coglm_dir = root / "coglm"
     require_files(root, [f"coglm/{CONFIG_NAME}", f"coglm/{WEIGHTS_NAME}"])
-    coglm = CogLM(CogLMConfig.load(coglm_dir / CONFIG_NAME), device="meta")
+    coglm = CogLM(CogLMConfig.load(root / "coglm" / CONFIG_NAME), device="meta")
     models: dict[str, Any] = {"coglm": coglm}
-    parts = {"coglm": Part(coglm, coglm_dir / WEIGHTS_NAME)}
-    stages: dict[str, tuple[str, ...]] = {"coarse": ("coglm",)}
     for name in ("dsr", "itersr"):
         entry = manifest.get(name)
         if entry is None:
@@ -196,16 +193,41 @@ def model_structure(
         base_files = [] if shared else [f"base/{CONFIG_NAME}", f"base/{WEIGHTS_NAME}"]
         require_files(folder, [SR_CONFIG_FILE, MIXINS_FILE, *base_files])
         config = config_from_json((folder / SR_CONFIG_FILE).read_text(encoding="utf-8"))
-        base_part = "coglm" if shared else f"{name}.base"
-        if not shared:
-            base = CogLM(CogLMConfig.load(folder / "base" / CONFIG_NAME), device="meta")
-            parts[base_part] = Part(base, folder / "base" / WEIGHTS_NAME)
+        base = (
+            coglm
+            if shared
+            else CogLM(CogLMConfig.load(folder / "base" / CONFIG_NAME), device="meta")
+        )
         cls = DirectSuperResolution if name == "dsr" else IterativeSuperResolution
-        model = cls(parts[base_part].module, config)  # type: ignore[arg-type]
-        parts[f"{name}.mixins"] = Part(model.mixins, folder / MIXINS_FILE, "mixins.")
-        stages[name] = (base_part, f"{name}.mixins")
-        models[name] = model
-    return models, parts, stages
+        models[name] = cls(base, config)  # type: ignore[arg-type]
+    return models, *model_parts(models, root)
+
+
+def model_parts(
+    models: dict[str, Any], root: Path | None = None
+) -> tuple[dict[str, Part], dict[str, tuple[str, ...]]]:
+    """The `Part` of each model's tensors (a base shared with CogLM is CogLM's part) and the
+    parts each stage uses; with ``root``, each part names its file in that weights folder.
+
+    Returns:
+        (parts by name, stage → part names).
+    """
+
+    def file(*names: str) -> Path | None:
+        return None if root is None else root.joinpath(*names)
+
+    coglm = models["coglm"]
+    parts = {"coglm": Part(coglm, file("coglm", WEIGHTS_NAME))}
+    stages: dict[str, tuple[str, ...]] = {"coarse": ("coglm",)}
+    for name in ("dsr", "itersr"):
+        model = models.get(name)
+        if model is None:
+            continue
+        base = "coglm" if model.base is coglm else f"{name}.base"
+        parts.setdefault(base, Part(model.base, file(name, "base", WEIGHTS_NAME)))
+        parts[f"{name}.mixins"] = Part(model.mixins, file(name, MIXINS_FILE), "mixins.")
+        stages[name] = (base, f"{name}.mixins")
+    return parts, stages
 
 
 def load_pipeline(

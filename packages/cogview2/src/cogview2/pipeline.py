@@ -24,7 +24,7 @@ from .images import ImageLike, image_to_tensor, tokens_to_images
 from .memory import MemoryPlan, choose_plan
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .outputs import CogView2Output
-from .placement import Part, Placer
+from .placement import Placer
 from .recipes import SamplingRecipe, get_recipe
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
@@ -171,16 +171,8 @@ class CogView2Pipeline:
             self.
         """
         self._placer.release_all()
-        parts: dict[str, Part] = {"coglm": Part(self.coglm)}
-        stages: dict[str, tuple[str, ...]] = {"coarse": ("coglm",)}
-        for name in ("dsr", "itersr"):
-            model = getattr(self, name)
-            if model is None:
-                continue
-            base = "coglm" if model.base is self.coglm else f"{name}.base"
-            parts.setdefault(base, Part(model.base))
-            parts[f"{name}.mixins"] = Part(model.mixins)
-            stages[name] = (base, f"{name}.mixins")
+        models = {"coglm": self.coglm, "dsr": self.dsr, "itersr": self.itersr}
+        parts, stages = W.model_parts(models)
         self._placer = Placer(parts, stages, MemoryPlan("model_offload"), device)
         self._placer.prepare()
         self.tokenizer.image.model.to(device)
@@ -527,8 +519,9 @@ class CogView2Pipeline:
             if plan.dtype is None and dtype is not None:
                 plan = MemoryPlan(plan.placement, dtype, plan.int8)
         else:
-            models, _, _ = W.model_structure(root, W.read_manifest(root))
-            config = PipelineConfig.from_dict(W.read_manifest(root).get("config", {}))
+            manifest = W.read_manifest(root)
+            models, _, _ = W.model_structure(root, manifest)
+            config = PipelineConfig.from_dict(manifest.get("config", {}))
             plan, _ = choose_plan(
                 models, memory, device=device, dtype=dtype, num_images=num_images, config=config
             )
