@@ -188,3 +188,20 @@ def test_cli_plans_and_generates_within_a_budget(folder, tmp_path, capsys):
     with pytest.raises(ValueError, match="either --max-memory"):
         _cli(*args, "--max-memory", "1GB", "--int8")
     assert _cli(*args, "--offload", "disk", "--int8") == 0
+
+
+def test_bad_plans_and_placers_are_clear_errors(folder):
+    from cogview2._weights import model_structure, read_manifest
+    from cogview2.placement import Part, Placer
+
+    with pytest.raises(ValueError, match="placement must be one of"):
+        MemoryPlan("gpu_offload")
+    with pytest.raises(ValueError, match="floating dtype"):
+        MemoryPlan("resident", torch.int8)
+    models, parts, _ = model_structure(folder, read_manifest(folder))
+    with pytest.raises(ValueError, match=r"unknown parts \['nope'\]"):
+        Placer(parts, {"coarse": ("nope",)}, MemoryPlan("disk_offload"), "cpu")
+    with pytest.raises(ValueError, match=r"needs a file.*\['coglm'\]"):
+        Placer({"coglm": Part(models["coglm"])}, {}, MemoryPlan("disk_offload"), "cpu")
+    with pytest.raises(ValueError, match="num_images"):
+        estimate_memory(models, MemoryPlan(), num_images=0)

@@ -35,6 +35,8 @@ def test_mistakes_are_named(tmp_path):
         TrainingConfig.from_dict({"itersr": {"mask_ratios": [0.0, 0.5]}})
     with pytest.raises(ValueError, match="steps must be >= 1"):
         TrainingConfig.from_dict({"dsr": {"steps": 0}})
+    with pytest.raises(ValueError, match="high_images must be >= 0"):
+        TrainingConfig.from_dict({"tokenize": {"high_images": -1}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[coglm\nsteps = 1\n")
     with pytest.raises(ValueError, match="invalid TOML"):
