@@ -1,6 +1,8 @@
 """CPU benchmark: localattn reference vs dense SDPA with a boolean mask of the same pattern.
 
 Usage: python packages/localattn/bench/cpu_bench.py [--grid 60 128] [--repeats 5]
+       [--chunk-elements N]   (a fixed temporary budget for the reference backend instead of
+                               the library's, which scales with the output: TilingConfig)
 Prints a Markdown table (median ms of forward, forward+backward, peak extra memory, and the
 workspace: peak extra memory minus what the call must return, i.e. the output and, with the
 backward, the input gradients).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import gc
 import statistics
 import subprocess
@@ -20,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import localattn
-from localattn._tiling import choose_plan
+from localattn._tiling import DEFAULT_TILING, choose_plan
+from localattn.backends import reference
 from localattn.types import WindowSpec
 
 
@@ -49,7 +53,8 @@ def peak_extra_mb(impl: str, mode: str, grid: int, args: argparse.Namespace) -> 
     and with the backward the input gradients), measured in a fresh child process (MiB)."""
     cmd = [sys.executable, __file__, "--child", impl, mode, "--grid", str(grid),
            "--window", *map(str, args.window), "--extra", str(args.extra),
-           "--heads", str(args.heads), "--head-dim", str(args.head_dim)]  # fmt: skip
+           "--heads", str(args.heads), "--head-dim", str(args.head_dim),
+           *(["--chunk-elements", str(args.chunk_elements)] if args.chunk_elements else [])]  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     peak, workspace = out.strip().splitlines()[-1].split()
     return float(peak), float(workspace)
@@ -59,9 +64,12 @@ def child(impl: str, mode: str, grid: int, args: argparse.Namespace) -> None:
     kh, kw = args.window
     fns, leaves = make_fns(grid, kh, kw, args.extra, args.heads, args.head_dim)
     fn = fns[impl]
-    call = (lambda: fn().sum().backward()) if mode == "fwdbwd" else fn
     with torch.set_grad_enabled(mode == "fwdbwd"):
-        out = call()  # warm-up: lazily loaded kernels and caches are not the op's memory
+        out = fn()  # warm-up: lazily loaded kernels and caches are not the op's memory
+        # the output gradient exists before the backward, as in training (not an expanded 1)
+        dout = torch.randn_like(out)
+        call = (lambda: fn().backward(dout)) if mode == "fwdbwd" else fn
+        call()
     # What the call must return: its output, and the input gradients (freshly allocated below).
     required = leaves[0].numel() * 4 + (
         sum(x.numel() * 4 for x in leaves) if mode == "fwdbwd" else 0
@@ -115,9 +123,12 @@ def run(grid: int, args: argparse.Namespace) -> dict[str, float]:
     fns, _ = make_fns(grid, kh, kw, args.extra, args.heads, args.head_dim)
     res = {}
     for name, fn in fns.items():
-        with torch.no_grad():
-            res[f"{name}_fwd_ms"] = timed(fn, args.repeats)
-        res[f"{name}_fwdbwd_ms"] = timed(lambda fn=fn: fn().sum().backward(), args.repeats)
+        if args.memory_only:
+            res[f"{name}_fwd_ms"] = res[f"{name}_fwdbwd_ms"] = float("nan")
+        else:
+            with torch.no_grad():
+                res[f"{name}_fwd_ms"] = timed(fn, args.repeats)
+            res[f"{name}_fwdbwd_ms"] = timed(lambda fn=fn: fn().sum().backward(), args.repeats)
         for mode in ("fwd", "fwdbwd"):
             peak, workspace = peak_extra_mb(name, mode, grid, args)
             res[f"{name}_{mode}_peak_mb"], res[f"{name}_{mode}_work_mb"] = peak, workspace
@@ -132,14 +143,23 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-only", action="store_true", help="skip the timings")
+    parser.add_argument("--chunk-elements", type=int, default=None)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.chunk_elements:
+        reference.DEFAULT_TILING = dataclasses.replace(
+            DEFAULT_TILING,
+            chunk_elements=args.chunk_elements,
+            min_chunk_elements=args.chunk_elements,
+        )
     if args.child:
         child(args.child[0], args.child[1], args.grid[0], args)
         return
     kh, kw = args.window
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, batch 1, "
-          f"{args.heads} heads, D={args.head_dim}, window {kh}x{kw} + {args.extra} globals")  # fmt: skip
+          f"{args.heads} heads, D={args.head_dim}, window {kh}x{kw} + {args.extra} globals, "
+          f"chunk budget {args.chunk_elements or 'default'}")  # fmt: skip
     print("| grid | tiles | ours fwd ms | SDPA fwd ms | ours fwd+bwd ms | SDPA fwd+bwd ms "
           "| ours peak MB (fwd / f+b) | SDPA peak MB (fwd / f+b) "
           "| ours workspace MB (fwd / f+b) | SDPA workspace MB (fwd / f+b) |")  # fmt: skip

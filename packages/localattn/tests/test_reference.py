@@ -82,17 +82,34 @@ def test_default_scale_and_explicit_scale(dense, inputs):
     torch.testing.assert_close(out, dense(q, k, v, 3, scale=1 / 3)[0], rtol=0, atol=1e-12)
 
 
-def test_chunked_path_matches_single_chunk(monkeypatch, dense, inputs):
+@pytest.mark.parametrize(
+    ("hw", "khw", "kernel_size", "causal"),
+    [
+        ((9, 8), (9, 8), (9, 5), False),
+        ((7, 11), (7, 11), (3, 5), True),
+        ((12, 9), (4, 3), 3, False),
+    ],
+)
+def test_one_tile_per_chunk_matches_dense(
+    monkeypatch, dense, inputs, grads_of, hw, khw, kernel_size, causal
+):
+    """Results are written straight into their rows chunk by chunk, padding tiles included."""
     from localattn.backends import reference
 
     monkeypatch.setattr(reference, "_chunks", lambda plan, bh, t, d, device: [
         (i, i + 1) for i in range(plan.num_tiles)
     ])  # fmt: skip
-    q, k, v, extra = inputs(2, 1, (9, 8), (9, 8), 4, 2)
-    out, _lse = _call(q, k, v, (9, 5), False, extra)
-    ref_out, _ref_lse = dense(q, k, v, (9, 5), **extra)
+    q, k, v, extra = inputs(2, 1, hw, khw, 4, 2, seed=3, bias_shape=(2, 1, 2), masked=True)
+    out, lse = _call(q, k, v, kernel_size, causal, extra)
+    ref_out, ref_lse = dense(q, k, v, kernel_size, causal, **extra)
     torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
-    out.sum().backward()
+    torch.testing.assert_close(lse, ref_lse, rtol=0, atol=1e-12)
+    g_out, g_lse = torch.randn_like(out), torch.randn_like(lse)
+    ins = grads_of(q, k, v, extra)
+    got = torch.autograd.grad((out * g_out).sum() + (lse * g_lse).sum(), ins)
+    want = torch.autograd.grad((ref_out * g_out).sum() + (ref_lse * g_lse).sum(), ins)
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-11)
 
 
 def test_autocast_casts_inputs_and_backward_runs_under_autocast(dense, inputs):

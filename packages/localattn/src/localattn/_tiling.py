@@ -27,8 +27,14 @@ class TilingConfig:
         tile_overhead: Fixed cost of one tile, in score entries.
         score_passes: Memory passes over each score entry (mask, softmax, products).
         gather_passes: Copies of each gathered key row per head-dim element (keys and values).
-        chunk_elements: Temporary elements (scores, probabilities, gathered tiles) at once.
-        accelerator_chunk_elements: The same budget on accelerators (fewer, larger launches).
+        chunk_output_ratio: Temporary elements (scores, probabilities, gathered tiles) at once,
+            as a fraction of the output's elements: the workspace grows linearly with the
+            problem (flash-attention style) instead of being a fixed block that dwarfs a small
+            grid's output.
+        min_chunk_elements: Floor of that budget (smaller chunks cost more in per-op overhead
+            than they save).
+        chunk_elements: Cap of that budget on CPU.
+        accelerator_chunk_elements: The cap on accelerators (fewer, larger launches).
     """
 
     min_tile_queries: int = 16
@@ -36,8 +42,16 @@ class TilingConfig:
     tile_overhead: int = 2048
     score_passes: int = 6
     gather_passes: int = 2
+    chunk_output_ratio: float = 0.25
+    min_chunk_elements: int = 1 << 18
     chunk_elements: int = 1 << 22
     accelerator_chunk_elements: int = 1 << 26
+
+    def chunk_budget(self, output_elements: int, device: torch.device) -> int:
+        """Temporary elements one chunk of tiles may hold, for an output of that many elements."""
+        cap = self.chunk_elements if device.type == "cpu" else self.accelerator_chunk_elements
+        wanted = int(self.chunk_output_ratio * output_elements)
+        return max(min(wanted, cap), min(self.min_chunk_elements, cap))
 
 
 DEFAULT_TILING = TilingConfig()
@@ -141,7 +155,6 @@ class TileTables:
     Attributes:
         q_index: (tiles, Qt) flat query index of each tile slot (0 for padding).
         q_valid: (tiles, Qt) bool, False on padding slots past the grid.
-        q_inverse: (H·W,) position of each query in the flattened (tiles·Qt) layout.
         k_index: (tiles, Kt) flat key index of each band slot (0 where outside the key grid).
         k_valid: (tiles, Kt) bool, False outside the key grid.
         in_window: (Qt, Kt) bool, band slot inside the query's window (same for all tiles).
@@ -149,7 +162,6 @@ class TileTables:
 
     q_index: torch.Tensor
     q_valid: torch.Tensor
-    q_inverse: torch.Tensor
     k_index: torch.Tensor
     k_valid: torch.Tensor
     in_window: torch.Tensor
@@ -182,9 +194,6 @@ def _tables_cpu(plan: TilePlan) -> TileTables:
     k_valid = (krv[:, None, :, None] & kcv[None, :, None, :]).reshape(plan.num_tiles, -1)
     k_index = (kr[:, None, :, None] * plan.wk + kc[None, :, None, :]).reshape(plan.num_tiles, -1)
     k_index = torch.where(k_valid, k_index, torch.zeros_like(k_index))
-    q_inverse = torch.empty(plan.h * plan.w, dtype=torch.long)
-    flat_pos = torch.arange(q_index.numel()).reshape(q_index.shape)
-    q_inverse[q_index[q_valid]] = flat_pos[q_valid]
     # window test in tile-local coordinates: slot (dy, dx) = band - centre, row-major index < P
     qh, qw = plan.query_tile
     bh, bw = plan.band
@@ -195,7 +204,7 @@ def _tables_cpu(plan: TilePlan) -> TileTables:
     inside = (dy >= 0) & (dy < win.kh) & (dx >= 0) & (dx < win.kw)
     inside &= dy * win.kw + dx < win.num_slots
     in_window = inside.reshape(qh * qw, bh * bw)
-    return TileTables(q_index, q_valid, q_inverse, k_index, k_valid, in_window)
+    return TileTables(q_index, q_valid, k_index, k_valid, in_window)
 
 
 @lru_cache(maxsize=64)

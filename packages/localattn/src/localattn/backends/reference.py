@@ -41,11 +41,7 @@ def _chunks(
     """Tile ranges whose temporaries (scores, probabilities, gathered q/k/v) fit the budget."""
     qt, kt = plan.queries_per_tile, plan.keys_per_tile
     per_tile = batch_heads * (2 * qt * (kt + t) + 2 * kt * d + 2 * qt * d)
-    budget = (
-        DEFAULT_TILING.chunk_elements
-        if device.type == "cpu"
-        else DEFAULT_TILING.accelerator_chunk_elements
-    )
+    budget = DEFAULT_TILING.chunk_budget(batch_heads * plan.h * plan.w * d, device)
     step = max(1, budget // max(per_tile, 1))
     return [(s, min(s + step, plan.num_tiles)) for s in range(0, plan.num_tiles, step)]
 
@@ -74,6 +70,17 @@ def _scores(qt, kt, ek, extra_add, mask):
     return s_loc, s_ext, m
 
 
+def _scatter_rows(dst: torch.Tensor, index: torch.Tensor, valid: torch.Tensor, rows: torch.Tensor):
+    """Write tile rows (B, h, n, Qt, ...) into ``dst`` (B, h, H*W, ...) at ``index`` (n, Qt),
+    skipping the padding slots (``valid`` False); no full-size temporary is made."""
+    rows = rows.flatten(2, 3).to(dst.dtype)
+    index, valid = index.reshape(-1), valid.reshape(-1)
+    if not bool(valid.all()):
+        keep = valid.nonzero().squeeze(1)
+        index, rows = index[keep], rows.index_select(2, keep)
+    dst.index_copy_(2, index, rows)
+
+
 def reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal, scale):
     """Forward on plain tensors; see :class:`ReferenceBackend` for shapes."""
     cdt = stat_dtype(q.dtype)
@@ -82,9 +89,12 @@ def reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal,
     plan, tab, mask = _tiles(q, k, kh, kw, causal, t, cdt)
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
     ek, ev, ea = extra_k.to(cdt), extra_v.to(cdt), extra_add.to(cdt)
-    outs, lses = [], []
+    # results go straight into their final rows: the workspace is one chunk's temporaries
+    out = q.new_empty(b, heads, h * w, d)
+    lse = q.new_empty(b, heads, h * w, dtype=cdt)
     for s0, s1 in _chunks(plan, b * heads, t, d, q.device):
-        qt = _gather(qf, tab.q_index[s0:s1], cdt).mul_(scale)
+        qi, qv = tab.q_index[s0:s1], tab.q_valid[s0:s1]
+        qt = _gather(qf, qi, cdt).mul_(scale)
         kt = _gather(kf, tab.k_index[s0:s1], cdt)
         s_loc, s_ext, m = _scores(qt, kt, ek, ea, mask[s0:s1])
         del qt, kt
@@ -92,12 +102,11 @@ def reference_forward_impl(q, k, v, extra_k, extra_v, extra_add, kh, kw, causal,
         p_ext = s_ext.sub_(m[..., None]).exp_()
         denom = p_loc.sum(-1) + p_ext.sum(-1)
         o = torch.matmul(p_loc, _gather(vf, tab.k_index[s0:s1], cdt))
+        del p_loc
         o.add_(torch.matmul(p_ext, ev[:, :, None])).div_(denom[..., None])
-        outs.append(o.flatten(2, 3))
-        lses.append(denom.log_().add_(m).flatten(2, 3))
-    out = torch.cat(outs, 2).index_select(2, tab.q_inverse).view(b, heads, h, w, d)
-    lse = torch.cat(lses, 2).index_select(2, tab.q_inverse).view(b, heads, h, w)
-    return out.to(q.dtype), lse
+        _scatter_rows(out, qi, qv, o)
+        _scatter_rows(lse, qi, qv, denom.log_().add_(m))
+    return out.view(b, heads, h, w, d), lse.view(b, heads, h, w)
 
 
 def reference_backward_impl(
@@ -109,14 +118,12 @@ def reference_backward_impl(
     t = extra_k.shape[2]
     plan, tab, mask = _tiles(q, k, kh, kw, causal, t, cdt)
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
-    lsef = _flat(lse)[..., None]
-    # delta' = rowsum(dO * O) - dlse folds the lse gradient into the softmax backward
-    delta = ((_flat(dout).to(cdt) * _flat(out).to(cdt)).sum(-1) - _flat(dlse).to(cdt))[..., None]
+    lsef, dlsef = _flat(lse)[..., None], _flat(dlse)[..., None]
     valid = tab.q_valid[..., None].to(cdt)
-    dof = _flat(dout)
+    dof, of = _flat(dout), _flat(out)
     ek, ev, ea = extra_k.to(cdt), extra_v.to(cdt), extra_add.to(cdt)
     ekt, evt = ek[:, :, None], ev[:, :, None]  # (B, h, 1, T, D)
-    dq_tiles = []
+    dq = q.new_empty(qf.shape)  # rows written once each, straight from their tile
     dk = torch.zeros(kf.shape, dtype=cdt, device=q.device)
     dv = torch.zeros(vf.shape, dtype=cdt, device=q.device)
     dek = torch.zeros(ek.shape, dtype=cdt, device=q.device)
@@ -129,22 +136,24 @@ def reference_backward_impl(
         dot = _gather(dof, qi, cdt).mul_(valid[s0:s1])  # padding rows get no gradient
         s_loc, s_ext, _ = _scores(qt, kt, ek, ea, mask[s0:s1])
         row_lse = _gather(lsef, qi, cdt)
-        row_delta = _gather(delta, qi, cdt).mul_(valid[s0:s1])  # so padding rows have ds = 0
+        # delta' = rowsum(dO * O) - dlse folds the lse gradient into the softmax backward;
+        # zero on padding rows, so that they get ds = 0
+        row_delta = (dot * _gather(of, qi, cdt)).sum(-1, keepdim=True)
+        row_delta.sub_(_gather(dlsef, qi, cdt)).mul_(valid[s0:s1])
         p_loc = s_loc.sub_(row_lse).exp_()
         p_ext = s_ext.sub_(row_lse).exp_()
         ds_loc = torch.matmul(dot, vt.transpose(-1, -2)).sub_(row_delta).mul_(p_loc)
         ds_ext = torch.matmul(dot, evt.transpose(-1, -2)).sub_(row_delta).mul_(p_ext)
         dqt = torch.matmul(ds_loc, kt).add_(torch.matmul(ds_ext, ekt)).mul_(scale)
-        dq_tiles.append(dqt.flatten(2, 3))
+        _scatter_rows(dq, qi, tab.q_valid[s0:s1], dqt)
         flat_ki = ki.reshape(-1)
         dk.index_add_(2, flat_ki, torch.matmul(ds_loc.transpose(-1, -2), qt).flatten(2, 3))
         dv.index_add_(2, flat_ki, torch.matmul(p_loc.transpose(-1, -2), dot).flatten(2, 3))
         dek += torch.matmul(ds_ext.transpose(-1, -2), qt).sum(2)
         dev += torch.matmul(p_ext.transpose(-1, -2), dot).sum(2)
         dea += ds_ext.sum((2, 3))
-    dq = torch.cat(dq_tiles, 2).index_select(2, tab.q_inverse).view(q.shape)
     return (
-        dq.to(q.dtype),
+        dq.view(q.shape),
         dk.view(k.shape).to(k.dtype),
         dv.view(v.shape).to(v.dtype),
         dek.to(extra_k.dtype),
