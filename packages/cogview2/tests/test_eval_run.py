@@ -29,11 +29,16 @@ def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
         num_distractors=1,
         psnr_images=2,
         grid_tile=48,
-        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4),
+        num_seen_prompts=2,
+        grid_samples=2,
+        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4, max_images=1),
     )
     results = run_evaluation(
         tiny_pipe, tiny_data, tmp_path, cfg, weights_name="tiny", progress=False
     )
+    assert len(results["seen"]["prompts"]) == 2 and 0 <= results["seen"]["gen_group_acc"] <= 1
+    assert "training concepts" in (tmp_path / "eval-results.md").read_text()
+    assert Image.open(tmp_path / "eval-samples-seen.png").size[0] == 2 * (48 + 4) + 4
     saved = json.loads((tmp_path / "eval-results.json").read_text())
     assert saved["retrieval"] == results["retrieval"]
     assert results["retrieval"]["chance"] == 0.5
@@ -72,3 +77,25 @@ def test_eval_command_parses():
         Path("docs"),
         ["coarse"],
     )
+
+
+def test_eval_skips_seen_prompts_when_the_classifier_used_every_render(
+    tiny_pipe, tiny_data, tmp_path, caplog
+):
+    cfg = EvalConfig(
+        num_prompts=2,
+        num_distractors=1,
+        psnr_images=2,
+        grid_tile=48,
+        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4),
+    )
+    results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False)
+    assert "seen" not in results and not (tmp_path / "eval-samples-seen.png").exists()
+    assert "skipping the training-concept prompts" in caplog.text
+
+
+def test_eval_config_rejects_bad_counts():
+    with pytest.raises(ValueError, match="num_seen_prompts >= 0"):
+        EvalConfig(num_seen_prompts=-1)
+    with pytest.raises(ValueError, match="grid_samples >= 1"):
+        EvalConfig(grid_samples=0)

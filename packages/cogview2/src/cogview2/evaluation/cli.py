@@ -22,6 +22,8 @@ def _run(args: argparse.Namespace) -> int:
     pipe = CogView2Pipeline.from_pretrained(args.weights, device=device, dtype=torch.float32)
     cfg = EvalConfig(
         num_prompts=args.num_prompts,
+        num_seen_prompts=args.num_seen_prompts,
+        grid_samples=args.grid_samples,
         num_distractors=args.distractors,
         stages=tuple(args.stages),
         seed=args.seed,
@@ -37,6 +39,11 @@ def _run(args: argparse.Namespace) -> int:
         f"{c['chance_group_uniform']:.3f}); FD {results['frechet']['generated_vs_real']:.3f}; "
         f"retrieval {q['generated_acc']:.3f} (chance {q['chance']:.3f}) -> {args.out}"
     )
+    if "seen" in results:
+        s = results["seen"]
+        print(
+            f"training concepts: group acc {s['gen_group_acc']:.3f} (real {s['real_group_acc']:.3f})"
+        )
     return 0
 
 
@@ -54,6 +61,13 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="emoji data set folder")
     p.add_argument("--out", type=Path, required=True, help="report folder (e.g. docs/)")
     p.add_argument("--num-prompts", type=int, default=d.num_prompts)
+    p.add_argument(
+        "--num-seen-prompts",
+        type=int,
+        default=d.num_seen_prompts,
+        help="training-concept prompts also generated and classified (0: none)",
+    )
+    p.add_argument("--grid-samples", type=int, default=d.grid_samples, help="images per grid")
     p.add_argument("--distractors", type=int, default=d.num_distractors)
     p.add_argument(
         "--stages", nargs="+", default=list(d.stages), choices=["coarse", "dsr", "itersr"]

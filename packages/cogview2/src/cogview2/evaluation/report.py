@@ -4,15 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RESULTS_JSON", "RESULTS_MD", "SAMPLES_PNG", "render_markdown"]
+__all__ = ["RESULTS_JSON", "RESULTS_MD", "SAMPLES_PNG", "SEEN_SAMPLES_PNG", "render_markdown"]
 
 RESULTS_MD = "eval-results.md"
 RESULTS_JSON = "eval-results.json"
 SAMPLES_PNG = "eval-samples.png"
+SEEN_SAMPLES_PNG = "eval-samples-seen.png"
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
+
+
+def _seen_rows(seen: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    if not seen:
+        return []
+    n = len(seen["prompts"])
+    return [
+        (
+            f"(b) group accuracy, {n} training concepts (seen by the generator, not the classifier)",
+            _pct(seen["gen_group_acc"]),
+            _pct(seen["real_group_acc"]),
+            "",
+        ),
+        (
+            "(b) subgroup accuracy, the same training concepts",
+            _pct(seen["gen_subgroup_acc"]),
+            _pct(seen["real_subgroup_acc"]),
+            "",
+        ),
+    ]
 
 
 def render_markdown(r: dict[str, Any]) -> str:
@@ -34,6 +55,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             _pct(c["real_subgroup_acc"]),
             f"{_pct(c['chance_subgroup_uniform'])} uniform",
         ),
+        *_seen_rows(r.get("seen")),
         (
             "(c) Fréchet distance to real held-out renders (classifier features)",
             f"{f['generated_vs_real']:.3f}",
@@ -66,7 +88,16 @@ def render_markdown(r: dict[str, Any]) -> str:
         "With few generated images the Fréchet distance is biased upwards; compare it with the "
         "real-vs-real figure of a similar sample size.",
         "",
-        "![samples](eval-samples.png)",
+        f"Held-out samples (`{SAMPLES_PNG}`):",
+        "",
+        f"![held-out samples]({SAMPLES_PNG})",
         "",
     ]
+    if r.get("seen"):
+        lines += [
+            f"Training concepts, the regime of the README's prompts (`{SEEN_SAMPLES_PNG}`):",
+            "",
+            f"![samples of training concepts]({SEEN_SAMPLES_PNG})",
+            "",
+        ]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .classifier import (
 )
 from .grid import sample_grid, save_png
 from .metrics import frechet_distance, psnr, retrieval_accuracy
-from .report import RESULTS_JSON, RESULTS_MD, SAMPLES_PNG, render_markdown
+from .report import RESULTS_JSON, RESULTS_MD, SAMPLES_PNG, SEEN_SAMPLES_PNG, render_markdown
 
 __all__ = ["EvalConfig", "run_evaluation"]
 
@@ -41,6 +42,9 @@ class EvalConfig:
 
     Attributes:
         num_prompts: Held-out prompts generated (evenly spaced over the held-out records).
+        num_seen_prompts: Training-split prompts generated as well (concepts the generator was
+            trained on, the regime of the README's "red apple"), taken from training renders the
+            classifier did not train on; 0 skips them.
         num_distractors: Wrong captions per retrieval question (chance = 1 / (1 + this)).
         stages: Pipeline stages run for the samples.
         style: Style recipe; None: the pipeline's ``config.default_style`` (the demo weights:
@@ -49,12 +53,14 @@ class EvalConfig:
         psnr_images: Held-out renders reconstructed for the PSNR.
         max_real: Held-out renders classified / used as the Fréchet reference (None: all).
         seed: Seeds generation (prompt ``i`` uses ``seed + i``).
+        grid_samples: Samples shown in each grid (evenly spaced over the prompts).
         grid_columns: Columns of the sample grid.
         grid_tile: Tile side of the grid (px).
         classifier: The group classifier.
     """
 
-    num_prompts: int = 16
+    num_prompts: int = 64
+    num_seen_prompts: int = 32
     num_distractors: int = 4
     stages: tuple[str, ...] = ("coarse", "dsr", "itersr")
     style: str | None = None
@@ -62,6 +68,7 @@ class EvalConfig:
     psnr_images: int = 64
     max_real: int | None = 1000
     seed: int = 0
+    grid_samples: int = 16
     grid_columns: int = 4
     grid_tile: int = 160
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -69,6 +76,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.num_prompts < 2 or self.num_distractors < 1 or self.psnr_images < 1:
             raise ValueError("need num_prompts >= 2, num_distractors >= 1 and psnr_images >= 1")
+        if self.num_seen_prompts < 0 or self.grid_samples < 1:
+            raise ValueError("need num_seen_prompts >= 0 and grid_samples >= 1")
 
 
 def _reconstruction_psnr(pipe: CogView2Pipeline, data: EmojiDataset, n: int) -> float:
@@ -114,6 +123,53 @@ def _retrieval(
             )
         )
     return retrieval_accuracy(torch.stack(rows), torch.zeros(n, dtype=torch.long))
+
+
+def _prompt_indices(
+    pipe: CogView2Pipeline,
+    records: list[dict[str, Any]],
+    candidates: Sequence[int],
+    n: int,
+    cfg: EvalConfig,
+) -> list[int]:
+    """``n`` record indices, evenly spaced over the ``candidates`` whose caption fits."""
+    fits = [
+        i
+        for i in candidates
+        if _fits(pipe, make_caption(records[i], "en", cfg.caption_template), cfg.style)
+    ]
+    if len(fits) < 2:
+        raise ValueError(
+            f"fewer than 2 prompts fit the pipeline's {pipe.max_prompt_tokens} text tokens"
+        )
+    return [fits[j] for j in evenly_spaced(len(fits), n)]
+
+
+def _generate(
+    pipe: CogView2Pipeline, prompts: list[str], cfg: EvalConfig, progress: bool, desc: str
+) -> tuple[list[Image.Image], torch.Tensor]:
+    """One image per prompt (prompt ``i`` seeded ``cfg.seed + i``) and its (N, 400) low-res ids."""
+    images: list[Image.Image] = []
+    low = []
+    for i, prompt in enumerate(tqdm(prompts, disable=not progress, desc=desc)):
+        gen = torch.Generator(device=pipe.device).manual_seed(cfg.seed + i)
+        result = pipe(
+            prompt, style=cfg.style, generator=gen, stages=cfg.stages, progress=False, score=False
+        )
+        images.extend(result.images)  # type: ignore[arg-type]
+        low.append(result.low_res_tokens.reshape(1, -1))
+    return images, torch.cat(low)
+
+
+def _save_grid(images: list[Image.Image], prompts: list[str], cfg: EvalConfig, path: Path) -> None:
+    shown = evenly_spaced(len(images), cfg.grid_samples)
+    grid = sample_grid(
+        [images[i] for i in shown],
+        [prompts[i] for i in shown],
+        columns=cfg.grid_columns,
+        tile=cfg.grid_tile,
+    )
+    save_png(grid, path)
 
 
 def run_evaluation(
@@ -176,28 +232,11 @@ def run_evaluation(
     real_groups = torch.tensor([int(heldout_hi.records[i]["group_id"]) for i in real_ids])
     real_sub = torch.tensor([int(heldout_hi.records[i]["subgroup_id"]) for i in real_ids])
 
-    fits = [
-        i
-        for i, r in enumerate(heldout.records)
-        if _fits(pipe, make_caption(r, "en", cfg.caption_template), cfg.style)
-    ]
-    if len(fits) < 2:
-        raise ValueError(
-            f"fewer than 2 held-out prompts fit the pipeline's {pipe.max_prompt_tokens} text tokens"
-        )
-    prompt_ids = [fits[j] for j in evenly_spaced(len(fits), cfg.num_prompts)]
+    prompt_ids = _prompt_indices(pipe, heldout.records, range(len(heldout)), cfg.num_prompts, cfg)
     prompt_records = [heldout.records[i] for i in prompt_ids]
     prompts = [make_caption(r, "en", cfg.caption_template) for r in prompt_records]
-    results["prompts"] = {"used": prompts, "too_long_skipped": len(heldout) - len(fits)}
-    images: list[Image.Image] = []
-    low_tokens = []
-    for i, prompt in enumerate(tqdm(prompts, disable=not progress, desc="generate")):
-        gen = torch.Generator(device=pipe.device).manual_seed(cfg.seed + i)
-        result = pipe(
-            prompt, style=cfg.style, generator=gen, stages=cfg.stages, progress=False, score=False
-        )
-        images.extend(result.images)  # type: ignore[arg-type]
-        low_tokens.append(result.low_res_tokens.reshape(1, -1))
+    results["prompts"] = {"used": prompts}
+    images, low_tokens = _generate(pipe, prompts, cfg, progress, "generate (held-out)")
     fake = predict(clf, to_uint8(images, c.image_size))
     fake_groups = torch.tensor([int(r["group_id"]) for r in prompt_records])
     fake_sub = torch.tensor([int(r["subgroup_id"]) for r in prompt_records])
@@ -231,18 +270,45 @@ def run_evaluation(
     k = min(cfg.num_distractors, len(prompts) - 1)
     results["retrieval"] = {
         "candidates": k + 1,
-        "generated_acc": _retrieval(pipe, torch.cat(low_tokens), prompts, k),
+        "generated_acc": _retrieval(pipe, low_tokens, prompts, k),
         "real_acc": _retrieval(pipe, real_low, prompts, k),
         "chance": 1.0 / (k + 1),
     }
+    seen_images: list[Image.Image] = []
+    # training renders the classifier did not see: the generator knows the concept, the
+    # classifier judges it as fresh
+    unseen_by_clf = sorted(set(range(len(train))) - set(train_ids))
+    if cfg.num_seen_prompts and len(unseen_by_clf) < 2:
+        _log.warning(
+            "eval: skipping the training-concept prompts: the classifier trained on %d of the %d "
+            "training renders, fewer than 2 are left (lower classifier.max_images)",
+            len(train_ids),
+            len(train),
+        )
+    elif cfg.num_seen_prompts:
+        seen_ids = _prompt_indices(pipe, train.records, unseen_by_clf, cfg.num_seen_prompts, cfg)
+        seen_records = [train.records[i] for i in seen_ids]
+        seen_prompts = [make_caption(r, "en", cfg.caption_template) for r in seen_records]
+        seen_images, _ = _generate(pipe, seen_prompts, cfg, progress, "generate (seen)")
+        train_hi = EmojiDataset(data_root, "train", final_size)
+        groups = torch.tensor([int(r["group_id"]) for r in seen_records])
+        subgroups = torch.tensor([int(r["subgroup_id"]) for r in seen_records])
+        fake_seen = predict(clf, to_uint8(seen_images, c.image_size))
+        real_seen = predict(clf, load_images(train_hi, c.image_size, seen_ids))
+        results["seen"] = {
+            "prompts": seen_prompts,
+            "gen_group_acc": float((fake_seen["group"] == groups).double().mean()),
+            "gen_subgroup_acc": float((fake_seen["subgroup"] == subgroups).double().mean()),
+            "real_group_acc": float((real_seen["group"] == groups).double().mean()),
+            "real_subgroup_acc": float((real_seen["subgroup"] == subgroups).double().mean()),
+        }
     results["seconds"] = round(time.perf_counter() - tick, 1)
     results["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
     results["torch_threads"] = torch.get_num_threads()
     out.mkdir(parents=True, exist_ok=True)
-    save_png(
-        sample_grid(images, prompts, columns=cfg.grid_columns, tile=cfg.grid_tile),
-        out / SAMPLES_PNG,
-    )
+    _save_grid(images, prompts, cfg, out / SAMPLES_PNG)
+    if seen_images:
+        _save_grid(seen_images, results["seen"]["prompts"], cfg, out / SEEN_SAMPLES_PNG)
     atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(out / RESULTS_MD, render_markdown(results))
     _log.info("eval: wrote %s, %s, %s", out / RESULTS_MD, out / RESULTS_JSON, out / SAMPLES_PNG)
