@@ -14,20 +14,24 @@ def _call(q, k, v, kernel_size, causal, extra, **kw):
     )
 
 
+def _assert_same(out, lse, ref_out, ref_lse, ins):
+    """Outputs equal to 1e-12, and gradients (random output cotangents) to 1e-11."""
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(lse, ref_lse, rtol=0, atol=1e-12)
+    g_out, g_lse = torch.randn_like(out), torch.randn_like(lse)
+    got = torch.autograd.grad((out * g_out).sum() + (lse * g_lse).sum(), ins)
+    want = torch.autograd.grad((ref_out * g_out).sum() + (ref_lse * g_lse).sum(), ins)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
 def test_matches_dense_forward_and_grads(case, dense, inputs, grads_of):
     q, k, v, extra = inputs(
         2, 2, case.hw, case.khw, 4, case.t, bias_shape=case.bias_shape, masked=case.padded
     )
     out, lse = _call(q, k, v, case.kernel_size, case.causal, extra)
     ref_out, ref_lse = dense(q, k, v, case.kernel_size, case.causal, **extra)
-    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
-    torch.testing.assert_close(lse, ref_lse, rtol=0, atol=1e-12)
-    g_out, g_lse = torch.randn_like(out), torch.randn_like(lse)
-    ins = grads_of(q, k, v, extra)
-    got = torch.autograd.grad((out * g_out).sum() + (lse * g_lse).sum(), ins)
-    want = torch.autograd.grad((ref_out * g_out).sum() + (ref_lse * g_lse).sum(), ins)
-    for a, b in zip(got, want, strict=False):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    _assert_same(out, lse, ref_out, ref_lse, grads_of(q, k, v, extra))
 
 
 def test_gradcheck(case, inputs):
@@ -102,14 +106,7 @@ def test_one_tile_per_chunk_matches_dense(
     q, k, v, extra = inputs(2, 1, hw, khw, 4, 2, seed=3, bias_shape=(2, 1, 2), masked=True)
     out, lse = _call(q, k, v, kernel_size, causal, extra)
     ref_out, ref_lse = dense(q, k, v, kernel_size, causal, **extra)
-    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
-    torch.testing.assert_close(lse, ref_lse, rtol=0, atol=1e-12)
-    g_out, g_lse = torch.randn_like(out), torch.randn_like(lse)
-    ins = grads_of(q, k, v, extra)
-    got = torch.autograd.grad((out * g_out).sum() + (lse * g_lse).sum(), ins)
-    want = torch.autograd.grad((ref_out * g_out).sum() + (ref_lse * g_lse).sum(), ins)
-    for x, y in zip(got, want, strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-11)
+    _assert_same(out, lse, ref_out, ref_lse, grads_of(q, k, v, extra))
 
 
 def test_autocast_casts_inputs_and_backward_runs_under_autocast(dense, inputs):
