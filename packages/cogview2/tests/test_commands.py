@@ -35,6 +35,8 @@ def test_generate_writes_one_png_per_image_and_a_grid(tmp_path) -> None:
             "--quiet",
             "--stages",
             "coarse",
+            "--candidates",
+            "3",
         )
         == 0
     )

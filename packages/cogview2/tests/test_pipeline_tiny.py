@@ -62,6 +62,23 @@ def test_post_select_sorts_by_score(tiny_pipe) -> None:
     assert torch.all(out.scores[:-1] >= out.scores[1:])
 
 
+def test_candidates_keep_the_best_scored_stage1_draws(tiny_pipe) -> None:
+    """Stage 1 draws ``candidates`` images; the ``num_images`` best by caption score go on."""
+    kw = dict(output_type="tokens", progress=False)
+    pool = tiny_pipe("a cat", num_images=6, stages=("coarse",), generator=_gen(5), **kw)
+    out = tiny_pipe("a cat", num_images=2, candidates=6, generator=_gen(5), **kw)
+    best = torch.argsort(pool.scores, descending=True, stable=True)[:2]
+    assert torch.equal(out.low_res_tokens, pool.low_res_tokens[best])
+    torch.testing.assert_close(out.scores, pool.scores[best])
+    assert out.tokens.shape == (2, 12, 12)
+
+
+@pytest.mark.parametrize("candidates", [1, 2.5, True])
+def test_candidates_must_be_an_int_at_least_num_images(tiny_pipe, candidates) -> None:
+    with pytest.raises(ValueError, match="candidates must be None or an int >= num_images"):
+        tiny_pipe("a cat", num_images=2, candidates=candidates, progress=False)
+
+
 def test_lopar_keeps_context_and_changes_only_scheduled_positions(tiny_pipe) -> None:
     itersr = tiny_pipe.itersr
     high = torch.randint(0, 64, (2, 144), generator=_gen(3))

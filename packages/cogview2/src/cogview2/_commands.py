@@ -131,6 +131,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             stages=stages,
             progress=not args.quiet,
             post_select=args.post_select,
+            candidates=args.candidates,
         )
         stem = f"{index:03d}-{_slug(prompt)}"
         for i, image in enumerate(out.images):
@@ -323,7 +324,7 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
         "--style",
         default=None,
         choices=sorted(RECIPES),
-        help="sampling recipe and prompt template (default: the weights' own, e.g. 'none' for "
+        help="sampling recipe and prompt template (default: the weights' own, e.g. 'plain' for "
         "the emoji demo models, 'mainbody' for the official ones)",
     )
     gen.add_argument(
@@ -331,6 +332,12 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     gen.add_argument(
         "--post-select", action="store_true", help="order images by caption likelihood"
+    )
+    gen.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="draw N stage-1 images and super-resolve only the -n best by caption likelihood",
     )
     gen.add_argument("--no-grid", action="store_true", help="do not write the grid PNG")
     _common(gen)

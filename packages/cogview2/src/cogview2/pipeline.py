@@ -222,6 +222,7 @@ class CogView2Pipeline:
         progress: bool = True,
         score: bool = True,
         post_select: bool = False,
+        candidates: int | None = None,
     ) -> CogView2Output:
         """Generate images for one prompt.
 
@@ -235,6 +236,9 @@ class CogView2Pipeline:
             progress: Progress bars.
             score: Compute inverse-prompt scores (caption log-likelihood of the raw prompt).
             post_select: Sort the images by score, best first (needs ``score``).
+            candidates: Post-selection before super-resolution (paper §3, step 1): stage 1
+                draws this many images, and only the ``num_images`` with the best caption
+                scores go on to the SR stages, best first. None: no selection.
 
         Returns:
             `CogView2Output`.
@@ -244,6 +248,14 @@ class CogView2Pipeline:
         self._check_output(output_type)
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"num_images must be an int >= 1, got {num_images!r}")
+        if candidates is not None and (
+            isinstance(candidates, bool)
+            or not isinstance(candidates, int)
+            or candidates < num_images
+        ):
+            raise ValueError(
+                f"candidates must be None or an int >= num_images ({num_images}), got {candidates!r}"
+            )
         text_ids = self.encode_prompt(prompt, recipe)
         # The stage name is the bar's description, which the web page's progress shows too.
         bar = tqdm(total=len(stages), desc=STAGE_NAMES["coarse"], disable=not progress)
@@ -251,7 +263,7 @@ class CogView2Pipeline:
         low = generate_low_res(
             self.coglm,
             text_ids,
-            num_images=num_images,
+            num_images=candidates or num_images,
             recipe=recipe,
             labels=self.cluster_labels,
             generator=generator,
@@ -260,7 +272,7 @@ class CogView2Pipeline:
         )
         bar.update()
         scores = None
-        if score or post_select:
+        if score or post_select or candidates:
             scores = caption_scores(
                 self.coglm,
                 low,
@@ -268,6 +280,9 @@ class CogView2Pipeline:
                 separator_id=self.coglm.config.boc_id,
                 max_batch=self.config.stage1_batch,
             )
+        if candidates:
+            keep = torch.argsort(scores, descending=True, stable=True)[:num_images]
+            low, scores = low[keep], scores[keep]
         tokens = low
         if "dsr" in stages:
             bar.set_description(STAGE_NAMES["dsr"])
