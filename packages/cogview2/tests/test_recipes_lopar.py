@@ -40,6 +40,7 @@ def test_recipes_match_reference_table() -> None:
     assert RECIPES["none"].format("x") == "x"
     plain = RECIPES["plain"]
     assert plain.format("x") == "x" and (plain.temp_all_gen, plain.topk_gen) == (0.7, 8)
+    assert (plain.topk_dsr, plain.temp_cluster_dsr) == (5, 0.4)  # as the flat-art styles
 
 
 def test_unknown_style_is_a_clear_error() -> None:

@@ -56,8 +56,12 @@ RECIPES: MappingProxyType[str, SamplingRecipe] = MappingProxyType(
         "chinese": SamplingRecipe("chinese", "{} 水墨国画", temp_all_gen=1.12),
         "watercolor": SamplingRecipe("watercolor", "{} 水彩画风格"),
         # Not in the release: the prompt as is, sampled colder (T1 0.7, 8 clusters), for the
-        # small emoji demo models, whose samples at the release's T1 = 1.15 are noisy.
-        "plain": SamplingRecipe("plain", "{}", temp_all_gen=0.7, topk_gen=8),
+        # small emoji demo models, whose samples at the release's T1 = 1.15 are noisy; DSR as
+        # the release's flat-art styles (5 clusters, T2 0.4): emoji are flat art, and fewer
+        # stray specks survive super-resolution.
+        "plain": SamplingRecipe(
+            "plain", "{}", temp_all_gen=0.7, topk_gen=8, topk_dsr=5, temp_cluster_dsr=0.4
+        ),
     }
 )
 """Every released style (reference.md §3.1), plus ``plain`` (the demo models' default). The
