@@ -122,3 +122,14 @@ def test_autocast_casts_inputs_and_backward_runs_under_autocast(dense, inputs):
     torch.testing.assert_close(out.double(), ref, atol=3e-2, rtol=3e-2)
     for x in (q, k, v, *extra.values()):
         assert x.grad is not None and x.grad.dtype == torch.float32 and x.grad.isfinite().all()
+
+
+def test_workspace_bytes_scale_with_the_output_between_floor_and_cap():
+    from localattn._tiling import DEFAULT_TILING as T
+
+    floor, cap = 2 * 4 * T.min_chunk_elements, 2 * 4 * T.chunk_elements
+    assert localattn.workspace_bytes(1, 1, 4, 4, 8) == floor  # tiny grid: the floor
+    assert localattn.workspace_bytes(1, 48, 128, 128, 64) == cap  # huge grid: the CPU cap
+    mid = localattn.workspace_bytes(4, 4, 60, 60, 64)  # 3.7 M output elements
+    assert mid == 2 * 4 * int(T.chunk_output_ratio * 4 * 4 * 60 * 60 * 64)
+    assert localattn.workspace_bytes(4, 4, 60, 60, 64, "cuda") == mid  # same below both caps

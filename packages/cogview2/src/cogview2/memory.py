@@ -31,16 +31,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+import localattn
 from coglm_core import Int8Linear
 
 from .config import PipelineConfig
 
 PLACEMENTS = ("resident", "model_offload", "disk_offload")
 STAGE_ORDER = ("coarse", "dsr", "itersr")
-
-LOCAL_ATTENTION_WORKSPACE = 2 * 2**22 * 4
-"""Bytes of localattn's reference-backend temporaries (two float32 blocks of its default
-``chunk_elements`` = 2^22)."""
 
 CPU_HALF_DECODE_STEP_BYTES = 1_300_000
 """Resident bytes that every stage-1 decoding step adds on CPU in bf16/fp16 and keeps: oneDNN
@@ -242,7 +239,9 @@ def _stage_activations(
     # float32 logits of every hi-res token with the sampler's copies + local attention scratch.
     layer = b * length * (2 * f + 4 * h) * act_bytes
     logits = SAMPLER_COPIES * b * cfg.num_high * vi * 4
-    return layer + logits + LOCAL_ATTENTION_WORKSPACE
+    g = cfg.high_grid
+    scratch = localattn.workspace_bytes(b, heads, g, g, h // heads)
+    return layer + logits + scratch
 
 
 def stage_models(models: Mapping[str, nn.Module | None], stage: str) -> tuple[nn.Module, ...]:

@@ -7,6 +7,7 @@ kernels for CUDA and a FlexAttention backend. See ``python -m localattn.info`` f
 
 from importlib.metadata import version as _version
 
+from localattn.backends.reference import workspace_bytes
 from localattn.dispatch import ENV_VAR, get_backend, select_backend, use_backend
 from localattn.functional import local_attention_2d, merge_attentions
 from localattn.modules import LocalAttention2d
@@ -28,4 +29,5 @@ __all__ = [
     "similarity_2d",
     "use_backend",
     "weighting_2d",
+    "workspace_bytes",
 ]

@@ -46,6 +46,26 @@ def _chunks(
     return [(s, min(s + step, plan.num_tiles)) for s in range(0, plan.num_tiles, step)]
 
 
+def workspace_bytes(
+    batch: int,
+    heads: int,
+    height: int,
+    width: int,
+    head_dim: int,
+    device: torch.device | str = "cpu",
+) -> int:
+    """Bytes of the reference backend's temporaries for one call on a (height, width) query
+    grid: two float32 blocks of its chunk budget, which scales with the output's
+    ``batch·heads·height·width·head_dim`` elements (``TilingConfig.chunk_budget``).
+
+    For memory planning (cogview2's `estimate_memory`); the output itself is not included.
+    """
+    budget = DEFAULT_TILING.chunk_budget(
+        batch * heads * height * width * head_dim, torch.device(device)
+    )
+    return 2 * budget * 4
+
+
 def _gather(x: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """x (B, h, N, D) gathered at index (n, m) -> (B, h, n, m, D) in ``dtype``."""
     b, h, _, d = x.shape
