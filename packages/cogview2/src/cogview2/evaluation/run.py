@@ -125,6 +125,23 @@ def _retrieval(
     return retrieval_accuracy(torch.stack(rows), torch.zeros(n, dtype=torch.long))
 
 
+def _labels(records: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) group ids and (N,) subgroup ids of the records."""
+    groups = torch.tensor([int(r["group_id"]) for r in records])
+    return groups, torch.tensor([int(r["subgroup_id"]) for r in records])
+
+
+def _accuracy(
+    pred: dict[str, torch.Tensor], labels: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[float, float]:
+    """(group accuracy, subgroup accuracy) of classifier predictions against ``_labels``."""
+    groups, subgroups = labels
+    return (
+        float((pred["group"] == groups).double().mean()),
+        float((pred["subgroup"] == subgroups).double().mean()),
+    )
+
+
 def _prompt_indices(
     pipe: CogView2Pipeline,
     records: list[dict[str, Any]],
@@ -229,8 +246,7 @@ def run_evaluation(
     )
     real_ids = evenly_spaced(len(heldout_hi), cfg.max_real)
     real = predict(clf, load_images(heldout_hi, c.image_size, real_ids))
-    real_groups = torch.tensor([int(heldout_hi.records[i]["group_id"]) for i in real_ids])
-    real_sub = torch.tensor([int(heldout_hi.records[i]["subgroup_id"]) for i in real_ids])
+    real_labels = _labels([heldout_hi.records[i] for i in real_ids])
 
     prompt_ids = _prompt_indices(pipe, heldout.records, range(len(heldout)), cfg.num_prompts, cfg)
     prompt_records = [heldout.records[i] for i in prompt_ids]
@@ -238,19 +254,18 @@ def run_evaluation(
     results["prompts"] = {"used": prompts}
     images, low_tokens = _generate(pipe, prompts, cfg, progress, "generate (held-out)")
     fake = predict(clf, to_uint8(images, c.image_size))
-    fake_groups = torch.tensor([int(r["group_id"]) for r in prompt_records])
-    fake_sub = torch.tensor([int(r["subgroup_id"]) for r in prompt_records])
-    group_counts = torch.bincount(real_groups, minlength=num_groups).double()
+    real_acc, gen_acc = _accuracy(real, real_labels), _accuracy(fake, _labels(prompt_records))
+    group_counts = torch.bincount(real_labels[0], minlength=num_groups).double()
     results["classifier"] = {
         "num_groups": num_groups,
         "num_subgroups": num_subgroups,
         "train_images": len(train_ids),
         "real_images": len(real_ids),
         "generated_images": len(images),
-        "real_group_acc": float((real["group"] == real_groups).double().mean()),
-        "real_subgroup_acc": float((real["subgroup"] == real_sub).double().mean()),
-        "gen_group_acc": float((fake["group"] == fake_groups).double().mean()),
-        "gen_subgroup_acc": float((fake["subgroup"] == fake_sub).double().mean()),
+        "real_group_acc": real_acc[0],
+        "real_subgroup_acc": real_acc[1],
+        "gen_group_acc": gen_acc[0],
+        "gen_subgroup_acc": gen_acc[1],
         "chance_group_uniform": 1.0 / num_groups,
         "chance_group_majority": float(group_counts.max() / group_counts.sum()),
         "chance_subgroup_uniform": 1.0 / num_subgroups,
@@ -291,16 +306,15 @@ def run_evaluation(
         seen_prompts = [make_caption(r, "en", cfg.caption_template) for r in seen_records]
         seen_images, _ = _generate(pipe, seen_prompts, cfg, progress, "generate (seen)")
         train_hi = EmojiDataset(data_root, "train", final_size)
-        groups = torch.tensor([int(r["group_id"]) for r in seen_records])
-        subgroups = torch.tensor([int(r["subgroup_id"]) for r in seen_records])
-        fake_seen = predict(clf, to_uint8(seen_images, c.image_size))
-        real_seen = predict(clf, load_images(train_hi, c.image_size, seen_ids))
+        labels = _labels(seen_records)
+        gen_acc = _accuracy(predict(clf, to_uint8(seen_images, c.image_size)), labels)
+        real_acc = _accuracy(predict(clf, load_images(train_hi, c.image_size, seen_ids)), labels)
         results["seen"] = {
             "prompts": seen_prompts,
-            "gen_group_acc": float((fake_seen["group"] == groups).double().mean()),
-            "gen_subgroup_acc": float((fake_seen["subgroup"] == subgroups).double().mean()),
-            "real_group_acc": float((real_seen["group"] == groups).double().mean()),
-            "real_subgroup_acc": float((real_seen["subgroup"] == subgroups).double().mean()),
+            "gen_group_acc": gen_acc[0],
+            "gen_subgroup_acc": gen_acc[1],
+            "real_group_acc": real_acc[0],
+            "real_subgroup_acc": real_acc[1],
         }
     results["seconds"] = round(time.perf_counter() - tick, 1)
     results["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
