@@ -133,3 +133,9 @@ def test_workspace_bytes_scale_with_the_output_between_floor_and_cap():
     mid = localattn.workspace_bytes(4, 4, 60, 60, 64)  # 3.7 M output elements
     assert mid == 2 * 4 * int(T.chunk_output_ratio * 4 * 4 * 60 * 60 * 64)
     assert localattn.workspace_bytes(4, 4, 60, 60, 64, "cuda") == mid  # same below both caps
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, True])
+def test_workspace_bytes_rejects_sizes_that_are_not_positive_ints(bad):
+    with pytest.raises(ValueError, match=r"positive int sizes, got \{'height'"):
+        localattn.workspace_bytes(1, 4, bad, 8, 64)

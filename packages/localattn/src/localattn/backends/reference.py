@@ -59,7 +59,14 @@ def workspace_bytes(
     ``batch·heads·height·width·head_dim`` elements (``TilingConfig.chunk_budget``).
 
     For memory planning (cogview2's `estimate_memory`); the output itself is not included.
+
+    Raises:
+        ValueError: a size that is not a positive int.
     """
+    sizes = {"batch": batch, "heads": heads, "height": height, "width": width, "head_dim": head_dim}
+    bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+    if bad:
+        raise ValueError(f"workspace_bytes needs positive int sizes, got {bad}")
     budget = DEFAULT_TILING.chunk_budget(
         batch * heads * height * width * head_dim, torch.device(device)
     )
