@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from safetensors import safe_open
 
 from cogview2 import CogView2Pipeline
+from cogview2._layout import layout_pad_id
 from cogview2.data import BuildConfig, build_emoji_dataset
 from cogview2.training import (
     RECIPE_NAMES,
@@ -20,15 +22,22 @@ from cogview2.training import (
     load_training_config,
     run_recipe,
 )
-from cogview2.training.super_resolution import dsr_recipe
-from cogview2.training.tokenize_data import coglm_sample, high_subset, load_token_split
+from cogview2.training.super_resolution import dsr_recipe, sr_samples
+from cogview2.training.tokenize_data import (
+    coglm_sample,
+    ensure_coglm_samples,
+    high_subset,
+    load_token_split,
+    training_rows,
+)
+from cogview2.training.tokenizers import load_trained_tokenizer
 
 PACKAGE = Path(__file__).parents[1]
 TINY_DATA = BuildConfig(
     styles=("twemoji", "openmoji"),
     sizes=(32, 96),
     heldout_fraction=0.3,
-    seed=3,
+    seed=0,  # 👋 and its skin-tone variant 👋🏻 are training concepts
     samples_per_shard=4,
     progress=False,
 )
@@ -108,6 +117,48 @@ def test_coglm_sample_layout():
     assert s.tolist() == [10, 11, 3, 20, 3, 3, 3, 0, 1, 2, 3]
     s = coglm_sample([10, 11, 12, 13], [20, 21], low, text_slots=5, pad_id=3)
     assert s.tolist() == [10, 11, 12, 13, 3, 3, 0, 1, 2, 3]  # Chinese dropped: both do not fit
+
+
+def test_skin_tones_false_trains_on_the_base_emoji_only(trained, tmp_path):
+    cfg, _ = trained
+    tensors, _ = load_token_split(cfg.stage_dirs["tokenize"], "train")
+    variant = tensors["skin_tone_variant"].bool()
+    assert variant.any() and not variant.all()  # the fixture's 👋🏻 is a training image
+    base = dataclasses.replace(
+        cfg,
+        workdir=str(tmp_path / "run"),
+        data=dataclasses.replace(cfg.data, skin_tones=False),
+    )
+    (tmp_path / "run").mkdir()
+    for stage in ("text_tokenizer", "vqvae"):
+        (tmp_path / "run" / stage).symlink_to(cfg.stage_dirs[stage])
+    shutil.copytree(cfg.stage_dirs["tokenize"], base.stage_dirs["tokenize"])
+    rows = training_rows(base, tensors)
+    assert rows.tolist() == (~variant).nonzero().flatten().tolist()
+    assert training_rows(cfg, tensors).tolist() == list(range(len(variant)))
+
+    pad = layout_pad_id(load_trained_tokenizer(base).layout)
+    path = ensure_coglm_samples(base, pad)  # the copied file holds every image: rebuilt
+    per_sample = base.tokenize.text_slots + 1 + tensors["low"].shape[1]
+    samples = torch.from_numpy(np.fromfile(path, dtype="<i4").reshape(-1, per_sample))
+    templates = len(base.data.caption_templates)
+    assert len(samples) == len(rows) * templates
+    expected = tensors["low"][rows].repeat_interleave(templates, dim=0)
+    assert torch.equal(samples[:, base.tokenize.text_slots + 1 :], expected)
+    ensure_coglm_samples(cfg_all := dataclasses.replace(base, data=cfg.data), pad)
+    assert path.stat().st_size == len(variant) * templates * per_sample * 4
+    assert ensure_coglm_samples(cfg_all, pad) == path  # up to date: kept
+
+    records, positions = sr_samples(base, tensors)
+    high_index = tensors["high_index"].long()
+    assert torch.equal(high_index[positions], records)
+    assert not variant[records].any()
+    assert set(records.tolist()) == set(high_index.tolist()) - set(
+        variant.nonzero().flatten().tolist()
+    )
+
+    with pytest.raises(ValueError, match="re-run `cogview2 train tokenize`"):
+        training_rows(base, {k: v for k, v in tensors.items() if k != "skin_tone_variant"})
 
 
 def test_rerun_needs_resume_and_resume_skips_finished(trained):

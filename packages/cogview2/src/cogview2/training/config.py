@@ -90,6 +90,11 @@ class DataRecipe:
         caption_templates: Caption templates; every training image gets one sample per template.
         low_size: Render size of stage 1 (160 px → 20×20 tokens).
         high_size: Render size of super-resolution (480 px → 60×60 tokens).
+        skin_tones: Train CogLM, DSR and ITERSR on the skin-tone variants of a concept too.
+            False keeps only the base emoji (``code == concept``): in the emoji data set the
+            variants are half the training renders, and a small model's capacity is better
+            spent on distinct concepts. The tokenizers and the tokenised splits still cover
+            every render, so changing this needs no re-tokenising.
     """
 
     root: str = "data/emoji"
@@ -97,6 +102,7 @@ class DataRecipe:
     caption_templates: tuple[str, ...] = ("name_style", "name")
     low_size: int = 160
     high_size: int = 480
+    skin_tones: bool = True
 
     @property
     def style_filter(self) -> tuple[str, ...] | None:

@@ -14,10 +14,10 @@ import torch
 from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretrained, train
 from icetk import VocabularyLayout
 
-from .._layout import coglm_id_fields
+from .._layout import coglm_id_fields, layout_pad_id
 from .config import TrainingConfig
 from .runtime import barrier, default_device, is_main
-from .tokenize_data import cfg_low
+from .tokenize_data import cfg_low, ensure_coglm_samples
 from .tokenizers import load_trained_tokenizer
 
 __all__ = ["coglm_config", "pretrain_recipe"]
@@ -77,6 +77,9 @@ def pretrain_recipe(
 ) -> Path:
     """Pretrain CogLM on ``<workdir>/tokenize/coglm-train.bin``; resumes from the last step folder.
 
+    The sample file is rebuilt first when ``[data]`` changed what it holds (``skin_tones``,
+    ``caption_templates``); a resumed run then continues on the new samples.
+
     Writes ``<workdir>/coglm/step-*/`` (resumable), ``log.jsonl`` and ``final/`` (the
     ``coglm_core.save_pretrained`` folder of the trained model).
 
@@ -86,6 +89,9 @@ def pretrain_recipe(
     out = cfg.stage_dirs["coglm"]
     tokenizer = load_trained_tokenizer(cfg)
     model_cfg = coglm_config(cfg, tokenizer.layout)
+    if is_main():
+        ensure_coglm_samples(cfg, layout_pad_id(tokenizer.layout))
+    barrier()
     data = TokenDataset(cfg.stage_dirs["tokenize"] / "coglm-train.bin", model_cfg.sequence_length)
     torch.manual_seed(cfg.coglm.seed)
     model = CogLM(model_cfg).to(default_device(device))

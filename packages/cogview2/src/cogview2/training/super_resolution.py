@@ -20,9 +20,9 @@ from .config import TrainingConfig
 from .loop import run_loop
 from .pretrain import FINAL
 from .runtime import barrier, default_device, is_main, wrap_model
-from .tokenize_data import load_token_split
+from .tokenize_data import load_token_split, training_rows
 
-__all__ = ["SRLoss", "dsr_recipe", "itersr_recipe", "sample_text"]
+__all__ = ["SRLoss", "dsr_recipe", "itersr_recipe", "sample_text", "sr_samples"]
 
 _log = logging.getLogger(__name__)
 
@@ -104,6 +104,21 @@ class SRLoss(nn.Module):
         return total, count
 
 
+def sr_samples(cfg: TrainingConfig, tensors: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The super-resolution samples of a tokenised split: the images the recipes keep
+    (`training_rows`) whose high-resolution render was tokenised (``high_index``).
+
+    Returns:
+        ``(records, positions)``, both (K,) long: each sample's record index in the split
+        and its row in ``tensors["high"]``.
+    """
+    kept = torch.zeros(len(tensors["low"]), dtype=torch.bool)
+    kept[training_rows(cfg, tensors)] = True
+    high_index = tensors["high_index"].long()
+    positions = kept[high_index].nonzero().flatten()
+    return high_index[positions], positions
+
+
 def _train_sr(
     cfg: TrainingConfig, kind: str, *, device: str | None, progress: bool, stop_after: int | None
 ) -> Path:
@@ -137,8 +152,7 @@ def _train_sr(
         loss_module = SRLoss(model, cfg.itersr.mask_ratios)
     tile_extra_positions(base, model.extra_positions, low_grid, high_grid)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # Samples are the images whose high-resolution render was tokenised (``high_index``).
-    records = tensors["high_index"].long()
+    records, positions = sr_samples(cfg, tensors)
     _log.info("%s: %.2fM trainable parameters, %d samples", kind, trainable / 1e6, len(records))
     wrapped = wrap_model(loss_module, rc, list(base.transformer.layers))
 
@@ -146,7 +160,7 @@ def _train_sr(
         gens = [sample_generator(rc.seed, step, i) for i in indices]
         rows = records[indices]
         chosen = [sample_text(texts[r], g) for r, g in zip(rows.tolist(), gens, strict=True)]
-        return wrapped(chosen, tensors["low"][rows], tensors["high"][indices], gens)
+        return wrapped(chosen, tensors["low"][rows], tensors["high"][positions[indices]], gens)
 
     history = run_loop(
         wrapped, len(records), step_fn, rc, out, desc=kind, progress=progress, stop_after=stop_after

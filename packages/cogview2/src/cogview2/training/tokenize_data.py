@@ -4,11 +4,13 @@ Outputs in ``<workdir>/tokenize/``:
 
 * ``tokenizer/``: the ``IceTokenizer`` (``save_pretrained``) the later stages use;
 * ``<split>.safetensors``: ``low`` (N, low²) int32 image ids, ``group_id`` / ``subgroup_id``
-  (N,) int32, in the data set's record order; ``high`` (M, high²) int32 ids of the M images in
-  ``high_index`` (M,) int32 (all N, or a seeded subset when ``[tokenize] high_images`` is set);
+  (N,) int32, ``skin_tone_variant`` (N,) int32 (1: a skin-tone variant of its concept), in the
+  data set's record order; ``high`` (M, high²) int32 ids of the M images in ``high_index``
+  (M,) int32 (all N, or a seeded subset when ``[tokenize] high_images`` is set);
 * ``<split>-text.json``: per record, ``{"<template>": {"en": ids, "zh": ids}}``;
 * ``coglm-train.bin``: CogLM samples (int32, ``text_slots + 1 + low²`` each, reference.md §8.1),
-  one per (training image, caption template);
+  one per (training image the recipes keep, caption template), and ``coglm-train.json``, the
+  settings it was built with (`ensure_coglm_samples` rebuilds it when they change);
 * ``cluster_labels.npy``: (num_codes,) int64 K-means labels of the codebook.
 """
 
@@ -35,7 +37,13 @@ from .config import TrainingConfig
 from .runtime import barrier, is_main, world
 from .tokenizers import load_trained_tokenizer
 
-__all__ = ["coglm_sample", "load_token_split", "tokenize_recipe"]
+__all__ = [
+    "coglm_sample",
+    "ensure_coglm_samples",
+    "load_token_split",
+    "tokenize_recipe",
+    "training_rows",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -126,6 +134,9 @@ def _tokenize_split(
         "high_index": torch.tensor(high_index, dtype=torch.int32),
         "group_id": torch.tensor([int(r["group_id"]) for r in records], dtype=torch.int32),
         "subgroup_id": torch.tensor([int(r["subgroup_id"]) for r in records], dtype=torch.int32),
+        "skin_tone_variant": torch.tensor(
+            [r["code"] != r["concept"] for r in records], dtype=torch.int32
+        ),
     }
     atomic_save_tensors(
         {k: v.to(torch.int32) for k, v in tensors.items()}, out / f"{split}.safetensors"
@@ -159,6 +170,61 @@ def load_token_split(folder: Path, split: str) -> tuple[dict[str, torch.Tensor],
     return load_file(path), texts
 
 
+def training_rows(cfg: TrainingConfig, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Record indices of a tokenised split that the recipes train on (``[data] skin_tones``).
+
+    Returns:
+        (K,) long, ascending.
+
+    Raises:
+        ValueError: ``skin_tones = false`` on a split tokenised before the flag existed.
+    """
+    n = len(tensors["low"])
+    if cfg.data.skin_tones:
+        return torch.arange(n)
+    if "skin_tone_variant" not in tensors:
+        raise ValueError(
+            "[data] skin_tones = false needs the skin_tone_variant flag of the tokenised split; "
+            "re-run `cogview2 train tokenize` (cheap: the encoded chunks are kept)"
+        )
+    return (tensors["skin_tone_variant"] == 0).nonzero().flatten()
+
+
+def _samples_meta(cfg: TrainingConfig) -> dict:
+    """The settings ``coglm-train.bin`` depends on beyond the tokenised split."""
+    return {
+        "skin_tones": cfg.data.skin_tones,
+        "caption_templates": list(cfg.data.caption_templates),
+        "text_slots": cfg.tokenize.text_slots,
+    }
+
+
+def ensure_coglm_samples(cfg: TrainingConfig, pad_id: int) -> Path:
+    """Write ``coglm-train.bin`` from the tokenised training split unless it is up to date.
+
+    Call on the main process only. Returns the file.
+    """
+    out = cfg.stage_dirs["tokenize"]
+    path, meta_path = out / "coglm-train.bin", out / "coglm-train.json"
+    meta = _samples_meta(cfg)
+    if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()) == meta:
+        return path
+    tensors, texts = load_token_split(out, "train")
+    samples = [
+        coglm_sample(
+            texts[i][tpl]["en"], texts[i][tpl]["zh"], tensors["low"][i], meta["text_slots"], pad_id
+        )
+        for i in training_rows(cfg, tensors).tolist()
+        for tpl in cfg.data.caption_templates
+    ]
+    if not samples:
+        raise ValueError(f"no training samples in {cfg.data.root}")
+    write_token_file(path, torch.stack(samples))
+    atomic_write_text(meta_path, json.dumps(meta) + "\n")
+    _log.info("tokenize: %d CogLM samples", len(samples))
+    return path
+
+
 def tokenize_recipe(cfg: TrainingConfig, *, progress: bool = True) -> Path:
     """Run recipe 2 (chunks are shared among ``torchrun`` processes and kept on interruption).
 
@@ -172,21 +238,13 @@ def tokenize_recipe(cfg: TrainingConfig, *, progress: bool = True) -> Path:
     for split in SPLITS:
         _tokenize_split(cfg, tokenizer, split, out, progress)
     if is_main():
-        tensors, texts = load_token_split(out, "train")
-        pad = layout_pad_id(tokenizer.layout)
-        samples = [
-            coglm_sample(t[tpl]["en"], t[tpl]["zh"], low, cfg.tokenize.text_slots, pad)
-            for low, t in zip(tensors["low"], texts, strict=True)
-            for tpl in cfg.data.caption_templates
-        ]
-        if not samples:
-            raise ValueError(f"no training samples in {cfg.data.root}")
-        write_token_file(out / "coglm-train.bin", torch.stack(samples))
+        (out / "coglm-train.json").unlink(missing_ok=True)  # the split may have changed
+        ensure_coglm_samples(cfg, layout_pad_id(tokenizer.layout))
         k = min(cfg.tokenize.num_clusters, tokenizer.num_image_tokens)
         labels = cluster_codebook(tokenizer.codebook, k, seed=cfg.tokenize.seed)
         tmp = out / ".cluster_labels.tmp.npy"
         np.save(tmp, labels.numpy().astype(np.int64))
         tmp.replace(out / "cluster_labels.npy")
-        _log.info("tokenize: %d CogLM samples, %d clusters", len(samples), k)
+        _log.info("tokenize: %d clusters", k)
     barrier()
     return out
