@@ -142,10 +142,27 @@ def test_enable_model_cpu_offload_keeps_tokens():
     assert torch.equal(tokens, expected[0])
 
 
+def test_peak_tensor_bytes_is_the_peak_of_live_tensors():
+    from cogview2.memory_probe import peak_tensor_bytes, probe
+
+    before = torch.rand(3_000_000)  # allocated outside the block: not counted
+    with peak_tensor_bytes() as peak:
+        a = torch.rand(1_000_000)  # 4 MB live
+        b = torch.rand(500_000)  # 6 MB
+        del a  # 2 MB
+        c = torch.rand(2_000_000)  # 10 MB: the peak
+        del b, c
+    assert peak["tensors"] == 10_000_000 and before.numel() == 3_000_000
+    with pytest.raises(ValueError, match="measure must be"):
+        probe("small", "dsr", dtype=torch.float32, measure="vsz")
+
+
 @pytest.mark.parametrize("stage", ["coarse", "dsr", "itersr"])
 def test_predicted_peak_matches_the_measured_one_on_a_medium_model(stage):
     """``memory_probe`` in a fresh process: CogLM 8 layers × 768 (173 M parameters with the
-    release's 150k vocabulary), float32, the release's 20×20 → 60×60 layout, batch 1."""
+    release's 150k vocabulary), float32, the release's 20×20 → 60×60 layout, batch 1. The
+    measurement is the peak of live tensor bytes, which does not depend on what the C
+    allocator keeps (resident memory did, and varied by 10 % between runs)."""
     out = subprocess.run(
         [sys.executable, "-m", "cogview2.memory_probe", "--preset", "medium", "--stage", stage,
          "--dtype", "float32"],

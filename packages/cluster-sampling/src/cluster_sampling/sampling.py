@@ -187,7 +187,9 @@ class TopKSampler:
             z = flat[rows].to(compute_dtype(logits)) / self.temperature
             values, index = z.topk(k, dim=-1)  # (n, k), sorted descending
             check_row_max(values[:, 0], rows.start)
-            kept = (z >= values[:, -1:]).sum(-1)  # (n,) ties at the threshold included
+            # (n,) ties at the threshold included; int32 (not the default int64) halves the
+            # temporary copy of the mask that the sum makes
+            kept = (z >= values[:, -1:]).sum(-1, dtype=torch.int32)
             width = int(kept.max())
             if width > k:
                 values, index = z.topk(width, dim=-1)  # (n, width)

@@ -235,13 +235,14 @@ def _stage_activations(
     cfg = sr.config  # type: ignore[union-attr]
     b = min(num_images, config.sr_batch)
     length = (cfg.level0_len if stage == "dsr" else cfg.text_slots) + cfg.num_high
-    # One layer's largest activations (MLP in and out, hidden and attention output) + the
-    # float32 logits of every hi-res token with the sampler's copies + local attention scratch.
-    layer = b * length * (2 * f + 4 * h) * act_bytes
-    logits = SAMPLER_COPIES * b * cfg.num_high * vi * 4
+    # Two phases that are not alive at once: the transformer (one layer's largest activations,
+    # MLP in and out, hidden and attention output, + the local attention's scratch), then the
+    # sampler over the float32 logits of every hi-res token (with its copies).
     g = cfg.high_grid
+    layer = b * length * (2 * f + 4 * h) * act_bytes
     scratch = localattn.workspace_bytes(b, heads, g, g, h // heads)
-    return layer + logits + scratch
+    logits = SAMPLER_COPIES * b * cfg.num_high * vi * 4
+    return max(layer + scratch, logits)
 
 
 def stage_models(models: Mapping[str, nn.Module | None], stage: str) -> tuple[nn.Module, ...]:

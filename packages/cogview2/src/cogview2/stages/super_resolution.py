@@ -59,9 +59,10 @@ def direct_super_resolution(
     sampler = dsr_sampler(labels, recipe)
     outs, start = [], 0
     for size in batch_sizes(low_ids.shape[0], max_batch):
-        logits = model(text, low_ids[start : start + size].to(device))
+        # No name holds the (B, G², V) float32 logits, so they are freed before the next
+        # batch's forward (they are the stage's largest tensor).
+        outs.append(sampler(model(text, low_ids[start : start + size].to(device)), generator))
         start += size
-        outs.append(sampler(logits, generator))
     return torch.cat(outs)
 
 
@@ -120,8 +121,8 @@ def iterative_super_resolution(
             if on_pass is not None:
                 on_pass(step, mask)
             masked = torch.where(mask, torch.full_like(tokens, boi), tokens)
-            logits = model(text, masked)  # (B, G², V)
-            sampled = samplers[step - 1](logits, generator).reshape_as(tokens)
+            # The (B, G², V) float32 logits are freed here, not held through the next pass.
+            sampled = samplers[step - 1](model(text, masked), generator).reshape_as(tokens)
             tokens = torch.where(mask, sampled, tokens)
         outs.append(tokens.reshape(size, -1))
     return torch.cat(outs)
