@@ -164,3 +164,13 @@ def test_small_corpus_trains_with_soft_vocab_limit(tmp_path) -> None:
     assert lay.num_text_tokens < 5000
     tok = TextTokenizer(model, lay)
     assert tok.decode_text(tok.encode_text("hello 你好 😀")) == "hello 你好 😀"
+
+
+def test_too_small_a_vocabulary_for_the_corpus_characters_is_a_clear_error(tmp_path) -> None:
+    from icetk import TextTrainConfig, train_text_tokenizer
+
+    corpus = tmp_path / "c.txt"
+    han = "".join(chr(0x4E00 + i) for i in range(120))  # 120 distinct characters
+    corpus.write_text((han + "\n") * 10, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vocab_size 300 is too small .* at least \d+ pieces"):
+        train_text_tokenizer(corpus, num_image_tokens=16, config=TextTrainConfig(vocab_size=300))

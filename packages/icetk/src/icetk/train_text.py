@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,10 +106,38 @@ def train_text_tokenizer(
 
     Returns:
         (serialized model without specials, layout with the class sizes).
+
+    Raises:
+        ValueError: ``vocab_size`` is smaller than the pieces the corpus requires (the control
+            and byte-fallback pieces plus every character within ``character_coverage``).
     """
     cfg = config or TextTrainConfig()
     path = require_file(input_path, "text corpus")
     buf = io.BytesIO()
+    try:
+        _train(path, buf, cfg)
+    except RuntimeError as err:
+        found = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(err))
+        if found is None:
+            raise
+        raise ValueError(
+            f"vocab_size {cfg.vocab_size} is too small for {path}: it needs at least "
+            f"{found.group(2)} pieces (the byte-fallback and control pieces and every character "
+            f"within character_coverage={cfg.character_coverage}); raise vocab_size or lower "
+            "character_coverage"
+        ) from err
+    model, counts = _reorder_by_class(buf.getvalue())
+    layout = VocabularyLayout.from_class_sizes(
+        num_image_tokens,
+        counts,
+        pad_piece_id=3,
+        unk_piece_id=0,
+        special_tokens=DEFAULT_SPECIAL_TOKENS,
+    )
+    return model, layout
+
+
+def _train(path: Path, buf: io.BytesIO, cfg: TextTrainConfig) -> None:
     spm.SentencePieceTrainer.train(
         input=str(path),
         model_writer=buf,
@@ -127,15 +156,6 @@ def train_text_tokenizer(
         max_sentence_length=cfg.max_sentence_length,
         minloglevel=2,
     )
-    model, counts = _reorder_by_class(buf.getvalue())
-    layout = VocabularyLayout.from_class_sizes(
-        num_image_tokens,
-        counts,
-        pad_piece_id=3,
-        unk_piece_id=0,
-        special_tokens=DEFAULT_SPECIAL_TOKENS,
-    )
-    return model, layout
 
 
 def write_corpus_sample(path: str | os.PathLike, lines: list[str]) -> Path:
