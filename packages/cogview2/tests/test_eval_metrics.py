@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -74,3 +76,16 @@ def test_sample_grid_layout():
     assert grid.getpixel((4 + 5, 4 + 5)) == (255, 0, 0)
     with pytest.raises(ValueError, match="one caption per image"):
         sample_grid(images, ["a"])
+
+
+def test_caption_font_draws_accented_letters():
+    from PIL import ImageFont
+
+    from cogview2.evaluation.grid import CAPTION_FONTS, caption_font
+
+    font = caption_font()
+    if not isinstance(font, ImageFont.FreeTypeFont) or Path(font.path).name not in CAPTION_FONTS:
+        pytest.skip(f"none of {CAPTION_FONTS} is installed")
+    tofu = bytes(font.getmask("\U0010fffd"))  # an unassigned code point: the missing-glyph box
+    for letter in "ãéíñ":
+        assert bytes(font.getmask(letter)) != tofu, letter

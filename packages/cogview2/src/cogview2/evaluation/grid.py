@@ -12,6 +12,25 @@ __all__ = ["sample_grid"]
 
 _LINE_HEIGHT = 14
 _MARGIN = 4
+_FONT_SIZE = 11
+CAPTION_FONTS = (
+    "DejaVuSans.ttf",
+    "LiberationSans-Regular.ttf",
+    "NotoSans-Regular.ttf",
+    "Arial.ttf",
+)
+"""TrueType fonts tried, in order, for the captions (found in the system's font folders).
+Pillow's built-in font lacks accented letters ("São Tomé" prints boxes); it is the fallback."""
+
+
+def caption_font(size: int = _FONT_SIZE) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The first of `CAPTION_FONTS` installed, else Pillow's built-in font."""
+    for name in CAPTION_FONTS:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
 
 
 def sample_grid(
@@ -39,8 +58,8 @@ def sample_grid(
             f"need one caption per image (got {len(images)} images, {len(captions)} captions), "
             f"at least one image, columns >= 1 and tile >= 8"
         )
-    font = ImageFont.load_default()
-    chars = max(8, tile // 7)  # the default font is about 6 px per character
+    font = caption_font()
+    chars = max(8, tile // 7)  # the caption fonts are about 6 px per character
     cell_h = tile + _MARGIN + caption_lines * _LINE_HEIGHT + _MARGIN
     rows = -(-len(images) // columns)
     width = min(columns, len(images)) * (tile + _MARGIN) + _MARGIN
