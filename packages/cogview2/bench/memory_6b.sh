@@ -5,7 +5,9 @@
 #   bash packages/cogview2/bench/memory_6b.sh cpu  [OUT_DIR]   # bf16, batch 1 (~16 GB of RAM)
 #   bash packages/cogview2/bench/memory_6b.sh cuda [OUT_DIR]   # bf16 and int8, batch 1 and 4,
 #                                                             # + bench/memory_plans.py (~8 min)
-# Each line of OUT_DIR/probe.jsonl is one `python -m cogview2.memory_probe` row.
+# Each line of OUT_DIR/probe.jsonl is one `python -m cogview2.memory_probe` row. On CPU the
+# probe measures resident memory (`--measure rss`): in bf16 the prediction includes oneDNN's
+# kernel cache, which is not tensor memory; on CUDA, max_memory_allocated.
 set -euo pipefail
 device=${1:-cpu}
 out=${2:-out/memory-6b}
@@ -14,7 +16,7 @@ here=$(dirname "$0")
 if [ "$device" = cpu ]; then
     for stage in coarse dsr itersr; do
         python -m cogview2.memory_probe --preset 6b --stage "$stage" --dtype bfloat16 \
-            --device cpu --out "$out/probe.jsonl"
+            --device cpu --measure rss --out "$out/probe.jsonl"
     done
 else
     for n in 1 4; do
