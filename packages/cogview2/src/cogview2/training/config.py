@@ -92,9 +92,10 @@ class DataRecipe:
         high_size: Render size of super-resolution (480 px → 60×60 tokens).
         skin_tones: Train CogLM, DSR and ITERSR on the skin-tone variants of a concept too.
             False keeps only the base emoji (``code == concept``): in the emoji data set the
-            variants are half the training renders, and a small model's capacity is better
-            spent on distinct concepts. The tokenizers and the tokenised splits still cover
-            every render, so changing this needs no re-tokenising.
+            variants are half the training renders, so a small model may spend its capacity
+            on distinct concepts instead (it did not help the demo models at their budget:
+            docs/training.md). The tokenizers and the tokenised splits still cover every
+            render, so changing this needs no re-tokenising.
     """
 
     root: str = "data/emoji"

@@ -207,7 +207,11 @@ def ensure_coglm_samples(cfg: TrainingConfig, pad_id: int) -> Path:
     out = cfg.stage_dirs["tokenize"]
     path, meta_path = out / "coglm-train.bin", out / "coglm-train.json"
     meta = _samples_meta(cfg)
-    if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()) == meta:
+    if (
+        path.is_file()
+        and meta_path.is_file()
+        and json.loads(meta_path.read_text(encoding="utf-8")) == meta
+    ):
         return path
     tensors, texts = load_token_split(out, "train")
     samples = [
