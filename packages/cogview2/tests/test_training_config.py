@@ -37,6 +37,8 @@ def test_mistakes_are_named(tmp_path):
         TrainingConfig.from_dict({"dsr": {"steps": 0}})
     with pytest.raises(ValueError, match="high_images must be >= 0"):
         TrainingConfig.from_dict({"tokenize": {"high_images": -1}})
+    with pytest.raises(ValueError, match="skin_tones must be true or false, got 'false'"):
+        TrainingConfig.from_dict({"data": {"skin_tones": "false"}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[coglm\nsteps = 1\n")
     with pytest.raises(ValueError, match="invalid TOML"):

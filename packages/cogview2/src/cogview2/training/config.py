@@ -105,6 +105,11 @@ class DataRecipe:
     high_size: int = 480
     skin_tones: bool = True
 
+    def __post_init__(self) -> None:
+        # TOML has booleans; a string such as "false" would otherwise read as true
+        if not isinstance(self.skin_tones, bool):
+            raise ValueError(f"skin_tones must be true or false, got {self.skin_tones!r}")
+
     @property
     def style_filter(self) -> tuple[str, ...] | None:
         """``styles`` as `EmojiDataset` takes it (None: every style)."""
