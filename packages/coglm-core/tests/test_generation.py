@@ -1,8 +1,11 @@
+import dataclasses
+
 import pytest
 import torch
 
 from coglm_core import (
     CogLM,
+    Guidance,
     generate,
     multinomial_sampler,
     text_image_generation_mask,
@@ -136,3 +139,101 @@ def test_cached_equals_recompute_on_cuda(tiny_model: CogLM) -> None:
         for use_cache in (True, False)
     ]
     assert torch.equal(runs[0], runs[1])
+
+
+def _unconditional(model: CogLM) -> Guidance:
+    """Guidance whose unconditional sequence is ``[BOI, image]`` (a text-dropout model's)."""
+    c = model.config
+    n = c.num_image_positions
+    return Guidance(
+        prefix=torch.tensor([c.boi_id]),
+        position_ids=text_image_position_ids(0, c),
+        attention_mask=text_image_generation_mask(0, n),
+        scale=3.0,
+    )
+
+
+def test_guided_logits_are_u_plus_scale_times_c_minus_u(tiny_model: CogLM) -> None:
+    tokens, pos, mask, bias = _stage1(tiny_model, batch=2)
+    guidance = _unconditional(tiny_model)
+    seen = []
+
+    def record(logits: torch.Tensor, generator) -> torch.Tensor:
+        seen.append(logits)
+        return multinomial_sampler()(logits, generator)
+
+    out = generate(
+        tiny_model,
+        tokens,
+        pos,
+        attention_mask=mask,
+        attention_bias=bias,
+        sampler=record,
+        generator=torch.Generator().manual_seed(1),
+        logits_range=(0, 64),
+        guidance=guidance,
+    )
+    # reference: full (uncached) forwards of both finished sequences, guidance in float64
+    c = tiny_model(out, pos, attention_mask=mask, attention_bias=bias, logits_range=(0, 64))
+    u_tokens = torch.cat([guidance.prefix.expand(2, 1), out[:, 6:]], 1)
+    u = tiny_model(
+        u_tokens,
+        guidance.position_ids,
+        attention_mask=guidance.attention_mask,
+        logits_range=(0, 64),
+    )
+    c, u = c.logits[:, 5:-1].double(), u.logits[:, :-1].double()
+    torch.testing.assert_close(
+        torch.stack(seen, 1).double(), u + 3.0 * (c - u), rtol=1e-4, atol=1e-4
+    )
+    assert not torch.allclose(c, u, atol=1e-2)  # the prompt matters, so the check can fail
+
+
+def test_guidance_cached_equals_recompute_and_its_limits(tiny_model: CogLM) -> None:
+    tokens, pos, mask, bias = _stage1(tiny_model)
+    tokens[:, 9] = 7  # a known token after the prefix reaches the unconditional sequence too
+
+    def run(t, p, m, b, guidance, use_cache=True):
+        return generate(
+            tiny_model,
+            t,
+            p,
+            attention_mask=m,
+            attention_bias=b,
+            sampler=multinomial_sampler(),
+            generator=torch.Generator().manual_seed(5),
+            logits_range=(0, 64),
+            guidance=guidance,
+            use_cache=use_cache,
+        )
+
+    guided = _unconditional(tiny_model)
+    a, b = run(tokens, pos, mask, bias, guided), run(tokens, pos, mask, bias, guided, False)
+    assert torch.equal(a, b) and (a[:, 9] == 7).all()
+    plain = run(tokens, pos, mask, bias, None)
+    assert not torch.equal(a, plain)
+    # scale 1 is plain sampling; scale 0 samples the unconditional sequence alone
+    one = dataclasses.replace(guided, scale=1.0)
+    assert torch.equal(run(tokens, pos, mask, bias, one), plain)
+    zero = dataclasses.replace(guided, scale=0.0)
+    u_tokens = torch.cat([guided.prefix.expand(3, 1), tokens[:, 6:]], 1)
+    alone = run(u_tokens, guided.position_ids, guided.attention_mask, None, None)
+    assert torch.equal(run(tokens, pos, mask, bias, zero)[:, 6:], alone[:, 1:])
+
+
+def test_guidance_validation(tiny_model: CogLM) -> None:
+    guided = _unconditional(tiny_model)
+    with pytest.raises(ValueError, match="scale"):
+        dataclasses.replace(guided, scale=-1.0)
+    with pytest.raises(ValueError, match="prefix"):
+        dataclasses.replace(guided, prefix=torch.tensor([-1]))
+    tokens, pos, mask, _ = _stage1(tiny_model)
+    with pytest.raises(ValueError, match="position_ids"):
+        generate(
+            tiny_model,
+            tokens[:, :-1],
+            pos[:-1],
+            attention_mask=mask[:-1, :-1],
+            sampler=multinomial_sampler(),
+            guidance=guided,
+        )

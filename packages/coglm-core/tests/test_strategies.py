@@ -4,6 +4,7 @@ import torch
 from coglm_core import (
     CogLMConfig,
     RegionMask,
+    TrainConfig,
     coglm_attention_mask,
     image_text_understanding_example,
     pretraining_example,
@@ -115,3 +116,54 @@ def test_dispatch(config: CogLMConfig) -> None:
         pretraining_example(torch.randint(0, 64, (32,)), config)
     with pytest.raises(ValueError, match="sample must be"):
         pretraining_example(torch.randint(0, 64, (31,)), config)
+
+
+@pytest.mark.parametrize("variant", ["released", "paper"])
+def test_dropped_text_leaves_boi_and_the_image_alone(config: CogLMConfig, variant: str) -> None:
+    t = _sample(config)
+    kept = text_image_generation_example(
+        t, config, torch.Generator().manual_seed(3), variant=variant
+    )
+    e = text_image_generation_example(
+        t, config, torch.Generator().manual_seed(3), variant=variant, drop_text=True
+    )
+    n_img = config.num_image_positions
+    m = e.dense_mask()
+    boi = int((e.input_ids == config.boi_id).nonzero()[0])
+    # the image rows see BOI and earlier image tokens only: no text column is visible to anyone
+    visible = m[boi : boi + n_img + 1].any(0).nonzero().flatten()
+    assert visible.tolist() == list(range(boi, boi + n_img + 1))
+    assert torch.equal(
+        m[boi : boi + n_img + 1, boi : boi + n_img + 1], torch.ones(17, 17).tril().bool()
+    )
+    assert torch.equal(e.input_ids[boi + 1 : boi + 1 + n_img], t[-n_img:])
+    assert e.position_ids[boi] == config.boi_position
+    assert torch.equal(e.loss_mask, kept.loss_mask.roll(boi - int(kept.loss_mask.nonzero()[0])))
+    assert int(e.loss_mask.sum()) == n_img
+
+
+def test_text_dropout_rate_and_default_stream(config: CogLMConfig) -> None:
+    def t2i(e) -> bool:  # a text-to-image example, with or without its text
+        return bool((e.input_ids == config.boi_id).any())
+
+    dropped = total = 0
+    for seed in range(200):
+        e = pretraining_example(
+            _sample(config),
+            config,
+            torch.Generator().manual_seed(seed),
+            variant="paper",
+            text_dropout=0.5,
+        )
+        if t2i(e):
+            total += 1
+            dropped += int(e.input_ids[0] == config.boi_id)
+        # text_dropout=0 draws nothing extra: the same examples as before the option existed
+        a = pretraining_example(_sample(config), config, torch.Generator().manual_seed(seed))
+        b = pretraining_example(
+            _sample(config), config, torch.Generator().manual_seed(seed), text_dropout=0.0
+        )
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.loss_mask, b.loss_mask)
+    assert 0.35 < dropped / total < 0.65
+    with pytest.raises(ValueError, match="text_dropout"):
+        TrainConfig(text_dropout=1.0)

@@ -58,3 +58,17 @@ def test_missing_weights_and_prompt_are_clear_errors(tmp_path) -> None:
         _run("info", "--weights", str(tmp_path / "none"))
     with pytest.raises(ValueError, match="give a prompt"):
         _run("generate", "--weights", str(tmp_path / "none"))
+
+
+def test_generate_guidance_flag_reaches_stage_1(tmp_path) -> None:
+    def pixels(*extra: str) -> bytes:
+        out = tmp_path / "-".join(extra or ("plain",))
+        argv = ["generate", "a cat", "-n", "1", "--seed", "1", "-o", str(out), "--tiny"]
+        _run(*argv, "--quiet", "--stages", "coarse", "--no-grid", *extra)
+        with Image.open(out / "000-a-cat-0.png") as im:
+            return im.tobytes()
+
+    assert pixels("--guidance", "1") == pixels()
+    assert pixels("--guidance", "5") != pixels()
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        pixels("--guidance", "-2")

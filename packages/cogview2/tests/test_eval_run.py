@@ -49,6 +49,9 @@ def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
     table = (tmp_path / "eval-results.md").read_text()
     assert "| (b) group accuracy |" in table and "eval-samples.png" in table
     assert f"{results['psnr_low']:.2f} dB" in table
+    # the style and guidance actually used are recorded (None = the pipeline's own)
+    assert saved["config"]["guidance_scale"] == tiny_pipe.config.guidance_scale == 1.0
+    assert "guidance scale 1.0" in table
     grid = Image.open(tmp_path / "eval-samples.png")
     assert grid.size[0] == 2 * (48 + 4) + 4
 
@@ -71,6 +74,9 @@ def test_eval_command_parses():
     args = parser.parse_args(
         ["eval", "--weights", "w", "--data", "d", "--out", "docs", "--stages", "coarse"]
     )
+    assert args.guidance is None
+    assert parser.parse_args(["eval", "--weights", "w", "--data", "d", "--out", "o",
+                              "--guidance", "2.5"]).guidance == 2.5  # fmt: skip
     assert (args.weights, args.data, args.out, args.stages) == (
         Path("w"),
         Path("d"),

@@ -137,6 +137,9 @@ def test_caption_returns_text(tiny_pipe) -> None:
         (dict(prompt="x", stages=("dsr",)), "stages must be one of"),
         (dict(prompt="x", output_type="png"), "output_type"),
         (dict(prompt="x", num_images=0), "num_images"),
+        (dict(prompt="x", guidance_scale=-1.0), "guidance_scale must be >= 0"),
+        (dict(prompt="x", guidance_scale=float("nan")), "guidance_scale must be a finite"),
+        (dict(prompt="x", guidance_scale=True), "guidance_scale must be a finite"),
     ],
 )
 def test_bad_generation_input(tiny_pipe, kwargs, match) -> None:
@@ -201,3 +204,23 @@ def test_default_style_comes_from_the_pipeline_config(tiny_pipe) -> None:
                             tiny_pipe.cluster_labels, plain)  # fmt: skip
     assert pipe.encode_prompt("red apple") == tiny_pipe.encode_prompt("red apple", "none")
     assert pipe.encode_prompt("red apple") != pipe.encode_prompt("red apple", "mainbody")
+
+
+def test_guidance_scale_defaults_to_the_pipeline_config(tiny_pipe) -> None:
+    """Stage 1 is guided by the text-free sequence; the config's scale is the default, 1 = off."""
+    import dataclasses
+
+    kw = dict(num_images=2, stages=("coarse",), output_type="tokens", progress=False)
+    plain = tiny_pipe("a cat", generator=_gen(3), **kw)
+    assert torch.equal(tiny_pipe("a cat", generator=_gen(3), guidance_scale=1.0, **kw).tokens,
+                       plain.tokens)  # fmt: skip
+    guided = tiny_pipe("a cat", generator=_gen(3), guidance_scale=4.0, **kw)
+    assert not torch.equal(guided.tokens, plain.tokens)
+    config = dataclasses.replace(tiny_pipe.config, guidance_scale=4.0)
+    pipe = CogView2Pipeline(tiny_pipe.tokenizer, tiny_pipe.coglm, tiny_pipe.dsr, tiny_pipe.itersr,
+                            tiny_pipe.cluster_labels, config)  # fmt: skip
+    assert torch.equal(pipe("a cat", generator=_gen(3), **kw).tokens, guided.tokens)
+    assert torch.equal(pipe("a cat", generator=_gen(3), guidance_scale=1.0, **kw).tokens,
+                       plain.tokens)  # fmt: skip
+    with pytest.raises(ValueError, match="guidance_scale"):
+        dataclasses.replace(tiny_pipe.config, guidance_scale=-0.5)

@@ -39,6 +39,10 @@ def test_mistakes_are_named(tmp_path):
         TrainingConfig.from_dict({"tokenize": {"high_images": -1}})
     with pytest.raises(ValueError, match="skin_tones must be true or false, got 'false'"):
         TrainingConfig.from_dict({"data": {"skin_tones": "false"}})
+    with pytest.raises(ValueError, match=r"\[coglm\] text_dropout must be a number in \[0, 1\)"):
+        TrainingConfig.from_dict({"coglm": {"text_dropout": 1.0}})
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        TrainingConfig.from_dict({"assemble": {"guidance_scale": -1}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[coglm\nsteps = 1\n")
     with pytest.raises(ValueError, match="invalid TOML"):

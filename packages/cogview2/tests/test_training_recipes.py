@@ -93,7 +93,9 @@ def test_assembled_weights_are_fp16_and_generate(trained):
         assert dtypes <= {torch.float16, torch.int64, torch.int32}, (path, dtypes)
     manifest = json.loads((weights / "pipeline.json").read_text())
     assert manifest["dsr"]["shares_base"] == "coglm" and manifest["itersr"]["shares_base"] is None
+    assert manifest["config"]["guidance_scale"] == 2.0  # [assemble] guidance_scale
     pipe = CogView2Pipeline.from_pretrained(weights, dtype=torch.float32)
+    assert pipe.config.guidance_scale == 2.0
     out = pipe(
         "red apple",
         style="none",

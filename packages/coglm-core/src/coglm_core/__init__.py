@@ -6,7 +6,7 @@ from ._atomic import save_safetensors
 from .attention import MASKED_SCORE, AttentionFn, KVCache, MaskedAttention, sat_attention
 from .config import CogLMConfig
 from .data import TokenDataset, write_token_file
-from .generation import Sampler, generate, multinomial_sampler
+from .generation import Guidance, Sampler, generate, multinomial_sampler
 from .infilling import InfillingPlan, infill, infilling_plan, released_region_cells
 from .layers import CogLMLayer, LayerNorm, SelfAttention
 from .losses import coglm_loss, masked_token_losses, modality_losses, next_token_labels
@@ -50,6 +50,7 @@ __all__ = [
     "CogLMConfig",
     "CogLMLayer",
     "CogLMOutput",
+    "Guidance",
     "InfillingPlan",
     "Int8Linear",
     "KVCache",

@@ -7,7 +7,9 @@ captioning (text generation that stops at ``stop_ids``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -55,6 +57,110 @@ def _validate(
         raise ValueError("the first token must be known (there is nothing to predict it from)")
 
 
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance (Ho & Salimans 2022; not in the CogView2 release).
+
+    A second, unconditional sequence is decoded beside the prompted one and every sampled
+    position uses ``u + scale · (c − u)`` of the two logit rows (c: prompted, u: unconditional).
+    The unconditional sequence is its own known ``prefix`` (e.g. ``[BOI]`` alone for a model
+    trained with text dropout) followed by the same slots as the prompted sequence after its
+    prefix: whatever the prompted sequence receives there, sampled or known, it receives too.
+
+    Attributes:
+        prefix: (P_u,) long, the known unconditional prefix (the same for every row).
+        position_ids: (P_u + n,) long, where n = T − P is the prompted sequence's length after
+            its own prefix.
+        attention_mask: (P_u + n, P_u + n) bool, True = may attend.
+        scale: Guidance scale; 1 is plain sampling (the unconditional sequence is not run),
+            0 samples from the unconditional model.
+        attention_bias: (P_u + n, P_u + n) float added to the scores, or None.
+    """
+
+    prefix: Tensor
+    position_ids: Tensor
+    attention_mask: Tensor
+    scale: float
+    attention_bias: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.scale) or self.scale < 0:
+            raise ValueError(f"guidance scale must be finite and >= 0, got {self.scale}")
+        if self.prefix.dim() != 1 or self.prefix.numel() == 0 or self.prefix.dtype != torch.long:
+            raise ValueError("guidance prefix must be a non-empty (P_u,) long tensor")
+        if bool((self.prefix < 0).any()):
+            raise ValueError("guidance prefix must hold known tokens (>= 0)")
+
+    def tokens(self, batch: int, tail: int) -> Tensor:
+        """(batch, P_u + tail) long: the prefix, then -1 slots that mirror the prompted tail."""
+        total = self.prefix.numel() + tail
+        if self.position_ids.shape != (total,):
+            raise ValueError(f"guidance position_ids must be ({total},) for a tail of {tail}")
+        out = torch.full((batch, total), UNKNOWN, dtype=torch.long, device=self.prefix.device)
+        out[:, : self.prefix.numel()] = self.prefix
+        return out
+
+
+class _Stream:
+    """One sequence under decoding: its tokens and either a KV cache or full recomputation."""
+
+    def __init__(
+        self,
+        model: CogLM,
+        tokens: Tensor,
+        position_ids: Tensor,
+        attention_mask: Tensor,
+        attention_bias: Tensor | None,
+        use_cache: bool,
+    ) -> None:
+        _validate(tokens, position_ids, attention_mask, attention_bias)
+        self.model, self.tokens, self.mask, self.bias = (
+            model,
+            tokens,
+            attention_mask,
+            attention_bias,
+        )
+        batch, total = tokens.shape
+        self.pos = position_ids if position_ids.dim() == 2 else position_ids.expand(batch, -1)
+        self.cache = model.new_kv_cache(capacity=total) if use_cache else None  # no growth copies
+
+    def _bias(self, rows: slice, cols: slice) -> Tensor | None:
+        return None if self.bias is None else self.bias[rows, cols]
+
+    def _run(self, rows: int, cols: slice, cache: KVCache | None) -> Tensor:
+        """(rows, H) hidden state of column ``cols.stop - 1``, feeding ``cols`` of every row."""
+        q = slice(0 if cache is None else cols.start, cols.stop)
+        return self.model(
+            self.tokens[:rows, q].clamp_min(0),
+            self.pos[:rows, q],
+            attention_mask=self.mask[q, : cols.stop],
+            attention_bias=self._bias(q, slice(0, cols.stop)),
+            kv_cache=cache,
+            return_logits=False,
+        ).hidden_states[:, -1]
+
+    def start(self, prefix: int) -> Tensor:
+        """Run the known ``prefix`` columns; (B, H) hidden state of the last one.
+
+        A prefix identical across the batch runs at batch 1 and its KV cache is broadcast.
+        """
+        batch = self.tokens.shape[0]
+        if self.cache is None:
+            return self._run(batch, slice(0, prefix), None)
+        shared = bool(
+            (self.tokens[:, :prefix] == self.tokens[:1, :prefix]).all()
+            and (self.pos[:, :prefix] == self.pos[:1, :prefix]).all()
+        )
+        h = self._run(1 if shared else batch, slice(0, prefix), self.cache)
+        if shared and batch > 1:
+            self.cache, h = self.cache.expand(batch), h.expand(batch, -1)
+        return h
+
+    def feed(self, t: int) -> Tensor:
+        """Feed column ``t`` (already filled); (B, H) hidden state of it."""
+        return self._run(self.tokens.shape[0], slice(t, t + 1), self.cache)
+
+
 @torch.no_grad()
 def generate(
     model: CogLM,
@@ -68,6 +174,7 @@ def generate(
     logits_range: tuple[int, int] | None = None,
     allowed_ids: Tensor | None = None,
     stop_ids: Sequence[int] = (),
+    guidance: Guidance | None = None,
     use_cache: bool = True,
     progress: bool = False,
 ) -> Tensor:
@@ -91,6 +198,7 @@ def generate(
         allowed_ids: bool (V',) or (B, V'): False columns get -inf logits before sampling.
         stop_ids: a row that samples one of these ids is finished; its later -1 slots stay -1.
             The loop ends early once every row is finished.
+        guidance: classifier-free guidance (`Guidance`), or None.
         use_cache: False recomputes the whole sequence at every step (reference path).
         progress: show a tqdm bar.
 
@@ -98,57 +206,45 @@ def generate(
         (B, T) long: ``tokens`` with the -1 slots filled (except after a stop).
     """
     _validate(tokens, position_ids, attention_mask, attention_bias)
-    device = tokens.device
     out = tokens.clone()
     batch, total = out.shape
     unknown_cols = (out == UNKNOWN).any(0).nonzero()
     if unknown_cols.numel() == 0:
         return out
     prefix = int(unknown_cols[0])
-    stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    pos = position_ids if position_ids.dim() == 2 else position_ids.expand(batch, -1)
+    stop = torch.tensor(list(stop_ids), dtype=torch.long, device=out.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=out.device)
     lo = logits_range[0] if logits_range is not None else 0
 
-    def bias_block(rows: slice, cols: slice) -> Tensor | None:
-        return None if attention_bias is None else attention_bias[rows, cols]
-
-    def full_pass(end: int) -> Tensor:  # (B, H) hidden of position end - 1
-        h = model(
-            out[:, :end].clamp_min(0),
-            pos[:, :end],
-            attention_mask=attention_mask[:end, :end],
-            attention_bias=bias_block(slice(0, end), slice(0, end)),
-            return_logits=False,
-        ).hidden_states
-        return h[:, -1]
-
-    cache: KVCache | None = None
-    if use_cache:
-        cache = model.new_kv_cache(capacity=total)  # the final length: no growth copies
-        shared = bool(
-            (out[:, :prefix] == out[:1, :prefix]).all()
-            and (pos[:, :prefix] == pos[:1, :prefix]).all()
+    main = _Stream(model, out, position_ids, attention_mask, attention_bias, use_cache)
+    h_last = main.start(prefix)
+    uncond, shift, h_uncond = None, 0, None
+    if guidance is not None and guidance.scale != 1.0:
+        u_tokens = guidance.tokens(batch, total - prefix)
+        shift = prefix - guidance.prefix.numel()  # prompted column t is unconditional t - shift
+        uncond = _Stream(
+            model,
+            u_tokens,
+            guidance.position_ids,
+            guidance.attention_mask,
+            guidance.attention_bias,
+            use_cache,
         )
-        rows = 1 if shared else batch
-        h_last = model(
-            out[:rows, :prefix],
-            pos[:rows, :prefix],
-            attention_mask=attention_mask[:prefix, :prefix],
-            attention_bias=bias_block(slice(0, prefix), slice(0, prefix)),
-            kv_cache=cache,
-            return_logits=False,
-        ).hidden_states[:, -1]
-        if shared and batch > 1:
-            cache, h_last = cache.expand(batch), h_last.expand(batch, -1)
-    else:
-        h_last = full_pass(prefix)
+        h_uncond = uncond.start(guidance.prefix.numel())
+
+    def logits_at(h: Tensor, h_u: Tensor | None) -> Tensor:  # (B, V') float32
+        c = model.logits(h, logits_range)
+        if h_u is None:
+            return c
+        u = model.logits(h_u, logits_range)
+        return u + guidance.scale * (c - u)  # type: ignore[union-attr]
 
     steps = range(prefix, total)
     for t in tqdm(steps, disable=not progress, desc="generate"):
         need = (out[:, t] == UNKNOWN) & ~finished
         if need.any():
-            sampled = _sample(model, h_last, sampler, generator, logits_range, allowed_ids) + lo
+            logits = logits_at(h_last, h_uncond)
+            sampled = _sample(logits, sampler, generator, allowed_ids) + lo
             out[:, t] = torch.where(need, sampled, out[:, t])
             if stop.numel():
                 finished |= need & torch.isin(sampled, stop)
@@ -156,29 +252,19 @@ def generate(
                     break
         if t == total - 1:
             break
-        if cache is not None:
-            h_last = model(
-                out[:, t : t + 1].clamp_min(0),
-                pos[:, t : t + 1],
-                attention_mask=attention_mask[t : t + 1, : t + 1],
-                attention_bias=bias_block(slice(t, t + 1), slice(0, t + 1)),
-                kv_cache=cache,
-                return_logits=False,
-            ).hidden_states[:, -1]
-        else:
-            h_last = full_pass(t + 1)
+        h_last = main.feed(t)
+        if uncond is not None:
+            uncond.tokens[:, t - shift] = out[:, t]
+            h_uncond = uncond.feed(t - shift)
     return out
 
 
 def _sample(
-    model: CogLM,
-    hidden: Tensor,
+    logits: Tensor,
     sampler: Sampler,
     generator: torch.Generator | None,
-    logits_range: tuple[int, int] | None,
     allowed_ids: Tensor | None,
 ) -> Tensor:
-    logits = model.logits(hidden, logits_range)  # (B, V') float32
     if allowed_ids is not None:
         if allowed_ids.dtype != torch.bool or allowed_ids.shape[-1] != logits.shape[-1]:
             raise ValueError(f"allowed_ids must be bool (..., {logits.shape[-1]})")

@@ -87,16 +87,22 @@ def text_image_generation_example(
     generator: torch.Generator | None = None,
     *,
     variant: Variant = "released",
+    drop_text: bool = False,
 ) -> TrainingExample:
     """Text-to-image GPT (§8.2): all image tokens are the mask region; text is bidirectional.
 
     With two languages one is chosen at random. ``released`` keeps the 512-slot layout (the
     other text and the pads are invisible); ``paper`` builds ``[text, BOI, image, pads]`` with an
     eq.-(1) `RegionMask` (trailing pads are a final region nobody attends to).
+
+    ``drop_text`` hides the text (an empty caption: the image is generated from BOI alone), the
+    unconditional model that classifier-free guidance contrasts with the prompted one.
     """
     n_img = config.num_image_positions
     spans = split_languages(tokens, config)
     start, end = spans[_randint(len(spans), generator)] if len(spans) > 1 else spans[0]
+    if drop_text:
+        end = start
     image = tokens[-n_img:]
     img_pos = torch.arange(n_img) + config.image_position_offset
     boi = torch.tensor([config.boi_id])
@@ -288,10 +294,15 @@ def pretraining_example(
     variant: Variant = "released",
     caption_ratio: float = 0.3,
     mask_ratio: float = 0.75,
+    text_dropout: float = 0.0,
 ) -> TrainingExample:
     """Pick the strategy per sample as the release does (§8.1): text-image samples (with a pad)
     do captioning+patches with probability ``caption_ratio``, text-to-image GPT otherwise;
-    samples without a pad whose first token is text do the text-only task."""
+    samples without a pad whose first token is text do the text-only task.
+
+    ``text_dropout``: probability that a text-to-image sample loses its text (not in the release;
+    it trains the unconditional model of classifier-free guidance). At 0 no extra random number
+    is drawn, so the strategies of a run without it are unchanged."""
     if tokens.dim() != 1 or tokens.shape[0] != config.sequence_length:
         raise ValueError(f"a sample must be ({config.sequence_length},), got {tuple(tokens.shape)}")
     if bool((tokens[: -config.num_image_positions] == config.pad_id).any()):
@@ -299,7 +310,10 @@ def pretraining_example(
             return image_text_understanding_example(
                 tokens, config, generator, variant=variant, mask_ratio=mask_ratio
             )
-        return text_image_generation_example(tokens, config, generator, variant=variant)
+        drop = text_dropout > 0 and float(torch.rand((), generator=generator)) < text_dropout
+        return text_image_generation_example(
+            tokens, config, generator, variant=variant, drop_text=drop
+        )
     if int(tokens[0]) >= config.num_image_tokens:
         return text_only_example(tokens, config, generator)
     raise ValueError("pure image samples (no pad, first token an image id) are not supported")

@@ -42,6 +42,8 @@ class TrainConfig:
         variant: "released" or "paper" strategies.
         caption_ratio: probability of the caption+patches task for text-image samples.
         mask_ratio: patch ratio of the "paper" variant.
+        text_dropout: probability that a text-to-image sample is trained without its text
+            (the unconditional model of classifier-free guidance; 0 = the release's mix).
         checkpoint_every: steps between checkpoints (the last step is always saved).
         keep_checkpoints: how many step folders to keep.
         autocast_dtype: "bfloat16"/"float16" autocast, or None for the parameter dtype.
@@ -62,11 +64,18 @@ class TrainConfig:
     variant: Variant = "released"
     caption_ratio: float = 0.3
     mask_ratio: float = 0.75
+    text_dropout: float = 0.0
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     autocast_dtype: str | None = None
     fsdp: bool = False
     optimizer: Literal["adamw", "sgd"] = "adamw"
+
+    def __post_init__(self) -> None:
+        for name in ("caption_ratio", "text_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based)."""
@@ -136,6 +145,7 @@ def make_batch(
                 variant=cfg.variant,
                 caption_ratio=cfg.caption_ratio,
                 mask_ratio=cfg.mask_ratio,
+                text_dropout=cfg.text_dropout,
             )
         )
     return collate(examples)

@@ -132,6 +132,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             post_select=args.post_select,
             candidates=args.candidates,
+            guidance_scale=args.guidance,
         )
         stem = f"{index:03d}-{_slug(prompt)}"
         for i, image in enumerate(out.images):
@@ -338,6 +339,14 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="draw N stage-1 images and super-resolve only the -n best by caption likelihood",
+    )
+    gen.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="classifier-free guidance of stage 1 (1 = off; default: the weights' own, "
+        "1 for the official ones)",
     )
     gen.add_argument("--no-grid", action="store_true", help="do not write the grid PNG")
     _common(gen)

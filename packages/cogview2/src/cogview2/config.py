@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
+
+
+def check_guidance_scale(scale: float) -> float:
+    """``scale`` if it is a finite number >= 0, else ValueError."""
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {scale!r}")
+    if scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = off), got {scale}")
+    return float(scale)
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,10 @@ class PipelineConfig:
         default_style: Style (a name of `cogview2.RECIPES`) used when a call gives none:
             ``"mainbody"`` as the release; ``"none"`` for models trained on plain prompts
             (the emoji demo weights).
+        guidance_scale: Classifier-free guidance of stage 1 (not in the release): each image
+            token is sampled from ``u + scale · (c − u)`` of the prompted (c) and the text-free
+            (u, ``[BOI, image]``) logits. 1 = off, as the release; a larger value only helps
+            models trained with text dropout (``[coglm] text_dropout``, the emoji demo weights).
     """
 
     compression: int = 8
@@ -32,6 +46,7 @@ class PipelineConfig:
     caption_max_length: int = 32
     completion_upweight: float = 1.4
     default_style: str = "mainbody"
+    guidance_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -43,6 +58,7 @@ class PipelineConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_guidance_scale(self.guidance_scale)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dictionary."""

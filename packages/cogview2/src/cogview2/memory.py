@@ -48,6 +48,10 @@ SAMPLER_COPIES = 3
 """float32 copies of a logits tensor alive while a sampler runs (logits, probabilities and a
 cumulative sum / top-k scratch)."""
 
+GUIDANCE_COPIES = 3
+"""Extra float32 logits rows alive while classifier-free guidance mixes them (the text-free
+logits, ``c − u`` and the guided result)."""
+
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1, "b": 1,
@@ -220,6 +224,9 @@ def _stage_activations(
         # Generation: the KV cache at full length (allocated once) + the sampler over image ids.
         kv = 2 * c.num_layers * b * (m + 1 + n_img) * h * act_bytes
         generation = kv + SAMPLER_COPIES * b * vi * 4
+        if config.guidance_scale != 1.0:  # the text-free sequence [BOI, image] and the mixing
+            generation += 2 * c.num_layers * b * (1 + n_img) * h * act_bytes
+            generation += GUIDANCE_COPIES * b * vi * 4
         jit = CPU_HALF_DECODE_STEP_BYTES * n_img if cpu_half else 0
         # Inverse-prompt scoring: one layer's activations over [image, BOC, caption] (MLP in and
         # out, q/k/v/out), float32 attention scores and probabilities, full-vocabulary logits and

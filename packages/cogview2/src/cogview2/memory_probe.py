@@ -170,7 +170,7 @@ def run_stage(models: dict[str, Any], stage: str, num_images: int, config: Pipel
     if stage == "coarse":
         low = generate_low_res(coglm, text.tolist(), num_images=num_images, recipe=recipe,
                                labels=labels, generator=g, max_batch=config.stage1_batch,
-                               progress=False)  # fmt: skip
+                               progress=False, guidance_scale=config.guidance_scale)  # fmt: skip
         caption_scores(coglm, low, text.tolist(), separator_id=c.boc_id,
                        max_batch=config.stage1_batch)  # fmt: skip
     elif stage == "dsr":
@@ -186,8 +186,8 @@ def run_stage(models: dict[str, Any], stage: str, num_images: int, config: Pipel
 
 
 def probe(preset: str, stage: str, *, dtype: torch.dtype, int8: bool = False, num_images: int = 1,
-          device: str = "cpu", text_len: int | None = None,
-          measure: str = "tensors") -> dict[str, Any]:  # fmt: skip
+          device: str = "cpu", text_len: int | None = None, measure: str = "tensors",
+          guidance_scale: float = 1.0) -> dict[str, Any]:  # fmt: skip
     """Predict, then measure, one stage (see the module docstring). Returns the JSON row.
 
     Raises:
@@ -196,7 +196,7 @@ def probe(preset: str, stage: str, *, dtype: torch.dtype, int8: bool = False, nu
     dev = torch.device(device)
     if measure not in ("tensors", "rss") or (measure == "rss" and dev.type != "cpu"):
         raise ValueError(f"measure must be 'tensors' or (on CPU) 'rss', got {measure!r} on {dev}")
-    config = PipelineConfig()
+    config = PipelineConfig(guidance_scale=guidance_scale)
     models = build_models(preset)
     if int8:
         for m in models.values():
@@ -221,7 +221,7 @@ def probe(preset: str, stage: str, *, dtype: torch.dtype, int8: bool = False, nu
         measured = peaks["tensors" if measure == "tensors" else "anon"]
     return {
         "preset": preset, "stage": stage, "dtype": str(dtype).removeprefix("torch."),
-        "int8": int8, "num_images": num_images, "device": str(dev), "measure": measure,
+        "int8": int8, "num_images": num_images, "guidance_scale": guidance_scale, "device": str(dev), "measure": measure,
         "predicted_bytes": predicted.peak_bytes, "predicted_weight_bytes": predicted.weight_bytes,
         "measured_bytes": measured, "ratio": measured / predicted.peak_bytes,
         "peak_rss_bytes": peaks.get("hwm"),
@@ -243,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-len", type=int, default=None, help="prompt tokens (default: the limit)")
     p.add_argument("--measure", choices=("tensors", "rss"), default="tensors",
                    help="live tensor bytes (default) or, on CPU, resident memory")  # fmt: skip
+    p.add_argument("--guidance", type=float, default=1.0, help="stage-1 guidance scale (1 = off)")
     p.add_argument("--out", type=Path, default=None, help="append the JSON line to this file")
     args = p.parse_args(argv)
     row = probe(args.preset, args.stage, dtype=getattr(torch, args.dtype), int8=args.int8,
                 num_images=args.num_images, device=args.device, text_len=args.text_len,
-                measure=args.measure)  # fmt: skip
+                measure=args.measure, guidance_scale=args.guidance)  # fmt: skip
     line = json.dumps(row)
     print(line, flush=True)
     if args.out is not None:

@@ -19,7 +19,7 @@ from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
 from . import _weights as W
-from .config import PipelineConfig
+from .config import PipelineConfig, check_guidance_scale
 from .images import ImageLike, image_to_tensor, tokens_to_images
 from .memory import MemoryPlan, choose_plan
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
@@ -223,6 +223,7 @@ class CogView2Pipeline:
         score: bool = True,
         post_select: bool = False,
         candidates: int | None = None,
+        guidance_scale: float | None = None,
     ) -> CogView2Output:
         """Generate images for one prompt.
 
@@ -239,6 +240,8 @@ class CogView2Pipeline:
             candidates: Post-selection before super-resolution (paper §3, step 1): stage 1
                 draws this many images, and only the ``num_images`` with the best caption
                 scores go on to the SR stages, best first. None: no selection.
+            guidance_scale: Classifier-free guidance of stage 1 (1 = off); None:
+                ``config.guidance_scale`` (the weights' own: 1 for the official ones).
 
         Returns:
             `CogView2Output`.
@@ -256,6 +259,9 @@ class CogView2Pipeline:
             raise ValueError(
                 f"candidates must be None or an int >= num_images ({num_images}), got {candidates!r}"
             )
+        guidance = check_guidance_scale(
+            self.config.guidance_scale if guidance_scale is None else guidance_scale
+        )
         text_ids = self.encode_prompt(prompt, recipe)
         # The stage name is the bar's description, which the web page's progress shows too.
         bar = tqdm(total=len(stages), desc=STAGE_NAMES["coarse"], disable=not progress)
@@ -269,6 +275,7 @@ class CogView2Pipeline:
             generator=generator,
             max_batch=self.config.stage1_batch,
             progress=progress,
+            guidance_scale=guidance,
         )
         bar.update()
         scores = None

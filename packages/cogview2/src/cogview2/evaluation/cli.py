@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
         num_distractors=args.distractors,
         stages=tuple(args.stages),
         seed=args.seed,
+        guidance_scale=args.guidance,
         classifier=dataclasses.replace(ClassifierConfig(), steps=args.classifier_steps),
     )
     results = run_evaluation(
@@ -73,6 +74,13 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         "--stages", nargs="+", default=list(d.stages), choices=["coarse", "dsr", "itersr"]
     )
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="stage-1 classifier-free guidance (default: the weights' own)",
+    )
     p.add_argument("--classifier-steps", type=int, default=d.classifier.steps)
     p.add_argument("--device", default=None, help="torch device (default: GPU if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -76,7 +76,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"Weights: `{r['weights']}`. Held-out prompts (unseen emoji concepts): "
         f"{c['generated_images']}, template `{cfg['caption_template']}`, style `{cfg['style']}`, "
-        f"stages {', '.join(cfg['stages'])}, seed {cfg['seed']}. Written by `cogview2 eval` in "
+        f"stages {', '.join(cfg['stages'])}, guidance scale {cfg.get('guidance_scale', 1.0)}, "
+        f"seed {cfg['seed']}. Written by `cogview2 eval` in "
         f"{r['seconds']} s ({r['machine']}, {r['torch_threads']} torch threads).",
         "",
         "| metric | generated (or value) | real renders | chance |",

@@ -50,6 +50,8 @@ class EvalConfig:
         style: Style recipe; None: the pipeline's ``config.default_style`` (the demo weights:
             ``"plain"``, the prompt as is, as trained).
         caption_template: Caption template of the prompts (e.g. "red apple, twemoji style").
+        guidance_scale: Stage-1 classifier-free guidance; None: the pipeline's
+            ``config.guidance_scale``.
         psnr_images: Held-out renders reconstructed for the PSNR.
         max_real: Held-out renders classified / used as the Fréchet reference (None: all).
         seed: Seeds generation (prompt ``i`` uses ``seed + i``).
@@ -65,6 +67,7 @@ class EvalConfig:
     stages: tuple[str, ...] = ("coarse", "dsr", "itersr")
     style: str | None = None
     caption_template: str = "name_style"
+    guidance_scale: float | None = None
     psnr_images: int = 64
     max_real: int | None = 1000
     seed: int = 0
@@ -171,7 +174,13 @@ def _generate(
     for i, prompt in enumerate(tqdm(prompts, disable=not progress, desc=desc)):
         gen = torch.Generator(device=pipe.device).manual_seed(cfg.seed + i)
         result = pipe(
-            prompt, style=cfg.style, generator=gen, stages=cfg.stages, progress=False, score=False
+            prompt,
+            style=cfg.style,
+            generator=gen,
+            stages=cfg.stages,
+            progress=False,
+            score=False,
+            guidance_scale=cfg.guidance_scale,
         )
         images.extend(result.images)  # type: ignore[arg-type]
         low.append(result.low_res_tokens.reshape(1, -1))
@@ -215,8 +224,14 @@ def run_evaluation(
         The results dictionary (also in ``eval-results.json``).
     """
     cfg = cfg or EvalConfig()
-    # Record the style actually used (None means the pipeline's default).
-    cfg = replace(cfg, style=cfg.style or pipe.config.default_style)
+    # Record the style and guidance actually used (None means the pipeline's default).
+    cfg = replace(
+        cfg,
+        style=cfg.style or pipe.config.default_style,
+        guidance_scale=(
+            pipe.config.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
+        ),
+    )
     tick = time.perf_counter()
     out = Path(out_dir)
     low_size, high_size = pipe.low_image_size, pipe.image_size

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from cluster_sampling import ClusterSampler
-from coglm_core.generation import generate
+from coglm_core.generation import Guidance, generate
 from coglm_core.masks import text_image_generation_mask, text_upweighting_bias
 from coglm_core.positions import text_image_position_ids
 from coglm_core.transformer import CogLM
@@ -26,6 +26,25 @@ def stage1_sampler(labels: Tensor, recipe: SamplingRecipe) -> ClusterSampler:
     )
 
 
+def unconditional_guidance(model: CogLM, scale: float) -> Guidance | None:
+    """Guidance by the text-free stage-1 sequence ``[BOI, x_0 .. x_{n-1}]``; None when scale is 1.
+
+    The text-free sequence is what a model trained with text dropout saw for a dropped caption
+    (``coglm_core.text_image_generation_example(drop_text=True)``): BOI at ``boi_position``, the
+    image at its usual positions, causal.
+    """
+    if scale == 1.0:
+        return None
+    cfg = model.config
+    device = model.transformer.word_embeddings.weight.device
+    return Guidance(
+        prefix=torch.tensor([cfg.boi_id], dtype=torch.long, device=device),
+        position_ids=text_image_position_ids(0, cfg, device=device),
+        attention_mask=text_image_generation_mask(0, cfg.num_image_positions, device=device),
+        scale=scale,
+    )
+
+
 @torch.no_grad()
 def generate_low_res(
     model: CogLM,
@@ -37,11 +56,14 @@ def generate_low_res(
     generator: torch.Generator | None = None,
     max_batch: int = 8,
     progress: bool = False,
+    guidance_scale: float = 1.0,
 ) -> Tensor:
     """Sample ``num_images`` low-resolution token grids for one prompt.
 
     Sequence ``[text, BOI, x_0 .. x_{n-1}]``: bidirectional text, causal image, ``attn_plus`` added
-    to the scores of the text columns, cluster sampling over the image logits only.
+    to the scores of the text columns, cluster sampling over the image logits only. With
+    ``guidance_scale != 1`` the logits are guided by the text-free sequence ``[BOI, x_0 ..]``
+    (classifier-free guidance, `unconditional_guidance`).
 
     Args:
         model: Stage-1 CogLM (eval mode).
@@ -52,6 +74,7 @@ def generate_low_res(
         generator: Random source.
         max_batch: Samples per forward pass (8 in the release).
         progress: tqdm bar per batch.
+        guidance_scale: Classifier-free guidance scale (1 = off, as the release).
 
     Returns:
         (num_images, grid²) long image ids.
@@ -67,6 +90,7 @@ def generate_low_res(
     bias = text_upweighting_bias(total, n, recipe.attn_plus, device=device)
     sampler = stage1_sampler(labels, recipe)
     prefix = torch.tensor([*text_ids, cfg.boi_id], dtype=torch.long, device=device)
+    guidance = unconditional_guidance(model, guidance_scale)
     outs = []
     for size in batch_sizes(num_images, max_batch):
         tokens = torch.full((size, total), -1, dtype=torch.long, device=device)
@@ -80,6 +104,7 @@ def generate_low_res(
             sampler=sampler,
             generator=generator,
             logits_range=(0, cfg.num_image_tokens),
+            guidance=guidance,
             progress=progress,
         )
         outs.append(filled[:, n + 1 :])

@@ -55,9 +55,8 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
         raise FileNotFoundError(f"{labels_path} not found; run `cogview2 train tokenize` first")
     labels = torch.from_numpy(np.load(labels_path, allow_pickle=False))
     tokenizer.image.model.to(dtype)
-    pipe = CogView2Pipeline(
-        tokenizer, coglm, dsr, itersr, labels, PipelineConfig(default_style="plain")
-    )  # type: ignore[arg-type]
+    config = PipelineConfig(default_style="plain", guidance_scale=cfg.assemble.guidance_scale)
+    pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, config)  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)
     pipe.save_pretrained(folder)
     size = folder_megabytes(folder)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import check_guidance_scale
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -196,6 +198,9 @@ class CogLMRecipe(OptimConfig):
         variant: "released" or "paper" strategies (``coglm_core.strategies``).
         caption_ratio: Probability of the caption + masked-patch task per text-image sample.
         patch_size: Masked patch side of the caption task.
+        text_dropout: Probability that a text-to-image sample is trained without its text, so
+            that the model also learns the unconditional distribution that classifier-free
+            guidance (``PipelineConfig.guidance_scale``) contrasts with the prompt.
     """
 
     num_layers: int = 6
@@ -205,6 +210,14 @@ class CogLMRecipe(OptimConfig):
     variant: str = "paper"
     caption_ratio: float = 0.3
     patch_size: int = 4
+    text_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("caption_ratio", "text_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not 0.0 <= value < 1.0:
+                raise ValueError(f"[coglm] {name} must be a number in [0, 1), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -250,15 +263,20 @@ class AssembleRecipe:
         out: Output folder (the pipeline's ``save_pretrained`` format).
         dtype: "float16" or "float32".
         max_megabytes: Refuse to finish when the folder is larger (MB = 10⁶ bytes).
+        guidance_scale: The pipeline's default stage-1 classifier-free guidance
+            (``PipelineConfig.guidance_scale``; 1 = off). Only meaningful for a CogLM trained
+            with ``[coglm] text_dropout > 0``.
     """
 
     out: str = "weights/emoji"
     dtype: str = "float16"
     max_megabytes: float = 40.0
+    guidance_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
+        check_guidance_scale(self.guidance_scale)
 
 
 _SECTIONS: dict[str, type] = {

@@ -66,6 +66,7 @@ def train_config(cfg: TrainingConfig) -> TrainConfig:
         seed=rc.seed,
         variant=rc.variant,  # type: ignore[arg-type]
         caption_ratio=rc.caption_ratio,
+        text_dropout=rc.text_dropout,
         checkpoint_every=rc.checkpoint_every,
         autocast_dtype=rc.autocast or None,
         fsdp=rc.fsdp,
