@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from cogview2 import CogView2Pipeline
 from cogview2._layout import layout_pad_id
-from cogview2.data import BuildConfig, build_emoji_dataset
+from cogview2.data import BuildConfig, EmojiDataset, build_emoji_dataset
 from cogview2.training import (
     RECIPE_NAMES,
     add_train_commands,
@@ -209,3 +209,27 @@ def test_train_command_parses():
     assert RECIPE_NAMES[0] == "text-tokenizer" and RECIPE_NAMES[-1] == "assemble"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "nonsense", "--config", "c.toml"])
+
+
+def test_train_styles_keeps_those_styles_without_retokenising(trained):
+    cfg, _ = trained
+    tensors, _ = load_token_split(cfg.stage_dirs["tokenize"], "train")
+    records = EmojiDataset(cfg.data.root, "train", cfg.data.low_size).records
+    styles = sorted({r["style"] for r in records})
+    assert len(styles) >= 2
+    one = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_styles=(styles[0],)))
+    rows = training_rows(one, tensors).tolist()
+    assert rows == [i for i, r in enumerate(records) if r["style"] == styles[0]]
+    both = dataclasses.replace(one, data=dataclasses.replace(one.data, skin_tones=False))
+    assert training_rows(both, tensors).tolist() == [
+        i for i in rows if records[i]["code"] == records[i]["concept"]
+    ]
+    every = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_styles=tuple(styles)))
+    assert training_rows(every, tensors).tolist() == list(range(len(records)))
+    with pytest.raises(ValueError, match=r"train_styles \['nope'\] have no training records"):
+        training_rows(
+            dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_styles=("nope",))),
+            tensors,
+        )
+    with pytest.raises(ValueError, match="are not in styles"):
+        dataclasses.replace(cfg.data, styles=(styles[0],), train_styles=(styles[1],))

@@ -98,6 +98,10 @@ class DataRecipe:
             on distinct concepts instead (it did not help the demo models at their budget:
             docs/training.md). The tokenizers and the tokenised splits still cover every
             render, so changing this needs no re-tokenising.
+        train_styles: Art styles CogLM, DSR and ITERSR train on (empty: every style of
+            ``styles``). Like ``skin_tones`` it needs no re-tokenising: the tokenizers and the
+            tokenised splits keep every style. Fewer renders per concept let a small model
+            see each one more often in the same steps.
     """
 
     root: str = "data/emoji"
@@ -106,11 +110,18 @@ class DataRecipe:
     low_size: int = 160
     high_size: int = 480
     skin_tones: bool = True
+    train_styles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # TOML has booleans; a string such as "false" would otherwise read as true
         if not isinstance(self.skin_tones, bool):
             raise ValueError(f"skin_tones must be true or false, got {self.skin_tones!r}")
+        outside = sorted(set(self.train_styles) - set(self.styles)) if self.styles else []
+        if outside:
+            raise ValueError(
+                f"train_styles {outside} are not in styles {list(self.styles)}: the recipes "
+                "can only train on tokenised styles"
+            )
 
     @property
     def style_filter(self) -> tuple[str, ...] | None:

@@ -170,30 +170,56 @@ def load_token_split(folder: Path, split: str) -> tuple[dict[str, torch.Tensor],
     return load_file(path), texts
 
 
+def _style_rows(cfg: TrainingConfig, n: int) -> torch.Tensor:
+    """(n,) bool: the training split's records whose style is in ``[data] train_styles``.
+
+    The tokenised split holds the data set's training records in order (``styles`` filter
+    applied), so the styles come from the data set's own records.
+    """
+    records = EmojiDataset(
+        cfg.data.root, "train", cfg.data.low_size, styles=cfg.data.style_filter
+    ).records
+    if len(records) != n:
+        raise ValueError(
+            f"the tokenised training split has {n} records, the data set {len(records)}: "
+            "re-run `cogview2 train tokenize` on this data set"
+        )
+    unknown = sorted(set(cfg.data.train_styles) - {r["style"] for r in records})
+    if unknown:
+        raise ValueError(f"[data] train_styles {unknown} have no training records")
+    return torch.tensor([r["style"] in cfg.data.train_styles for r in records])
+
+
 def training_rows(cfg: TrainingConfig, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Record indices of a tokenised split that the recipes train on (``[data] skin_tones``).
+    """Record indices of the tokenised training split that the recipes train on
+    (``[data] skin_tones`` and ``train_styles``).
 
     Returns:
         (K,) long, ascending.
 
     Raises:
-        ValueError: ``skin_tones = false`` on a split tokenised before the flag existed.
+        ValueError: ``skin_tones = false`` on a split tokenised before the flag existed, or
+            ``train_styles`` that do not match the data set.
     """
     n = len(tensors["low"])
-    if cfg.data.skin_tones:
-        return torch.arange(n)
-    if "skin_tone_variant" not in tensors:
-        raise ValueError(
-            "[data] skin_tones = false needs the skin_tone_variant flag of the tokenised split; "
-            "re-run `cogview2 train tokenize` (cheap: the encoded chunks are kept)"
-        )
-    return (tensors["skin_tone_variant"] == 0).nonzero().flatten()
+    keep = torch.ones(n, dtype=torch.bool)
+    if not cfg.data.skin_tones:
+        if "skin_tone_variant" not in tensors:
+            raise ValueError(
+                "[data] skin_tones = false needs the skin_tone_variant flag of the tokenised "
+                "split; re-run `cogview2 train tokenize` (cheap: the encoded chunks are kept)"
+            )
+        keep &= tensors["skin_tone_variant"] == 0
+    if cfg.data.train_styles:
+        keep &= _style_rows(cfg, n)
+    return keep.nonzero().flatten()
 
 
 def _samples_meta(cfg: TrainingConfig) -> dict:
     """The settings ``coglm-train.bin`` depends on beyond the tokenised split."""
     return {
         "skin_tones": cfg.data.skin_tones,
+        "train_styles": sorted(cfg.data.train_styles),
         "caption_templates": list(cfg.data.caption_templates),
         "text_slots": cfg.tokenize.text_slots,
     }
