@@ -31,6 +31,18 @@ def test_generate_returns_the_seed_that_reproduces_it(tiny_pipe):
     np.testing.assert_array_equal(_pixels(again.images)[0], _pixels([items[0][0]])[0])
 
 
+def test_generate_passes_the_guidance_scale(tiny_pipe):
+    items, seed = PageHandlers(tiny_pipe).generate("a cat", "none", 1, 5, False, 4.0)
+    again = tiny_pipe(
+        "a cat",
+        style="none",
+        generator=torch.Generator(device=tiny_pipe.device).manual_seed(seed),
+        progress=False,
+        guidance_scale=4.0,
+    )
+    np.testing.assert_array_equal(_pixels(again.images)[0], _pixels([items[0][0]])[0])
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [
@@ -39,6 +51,7 @@ def test_generate_returns_the_seed_that_reproduces_it(tiny_pipe):
         (("apple", "mainbody", 99, 0, False), "number of images"),
         (("apple", "mainbody", 1, -5, False), "seed"),
         (("apple " * 200, "mainbody", 1, 0, False), "tokens"),
+        (("apple", "mainbody", 1, 0, False, -1), "guidance_scale must be >= 0"),
     ],
 )
 def test_generate_refuses_bad_input_before_sampling(tiny_pipe, args, match):

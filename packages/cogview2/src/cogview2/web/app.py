@@ -95,9 +95,9 @@ def build_app(source: PipelineSource, config: WebConfig | None = None) -> Any:
     styles = sorted(RECIPES)
     tracker = gr.Progress(track_tqdm=True)  # follows the pipeline's tqdm bar, stage by stage
 
-    def generate(prompt, style, num_images, seed, randomize, progress=tracker):
+    def generate(prompt, style, num_images, seed, randomize, guidance, progress=tracker):
         progress(0.0, desc="coarse → direct SR → iterative SR")
-        return handlers.generate(prompt, style, num_images, seed, randomize)
+        return handlers.generate(prompt, style, num_images, seed, randomize, guidance)
 
     def prepare(path):
         image = handlers.prepare_image(path)
@@ -158,13 +158,21 @@ def build_app(source: PipelineSource, config: WebConfig | None = None) -> Any:
                     elem_id="seed",
                 )
                 rnd = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
+                guidance = gr.Slider(
+                    0,
+                    10,
+                    value=handlers.pipe.config.guidance_scale,
+                    step=0.5,
+                    label="Guidance (1 = off)",
+                    elem_id="guidance",
+                )
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 stop = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
             gallery = gr.Gallery(
                 label="Images", format="png", columns=4, interactive=False, elem_id="gallery"
             )
-            inputs, outputs = [prompt, style, count, seed, rnd], [gallery, seed]
+            inputs, outputs = [prompt, style, count, seed, rnd, guidance], [gallery, seed]
             clicked = run.click(_shown(generate), inputs, outputs, **queue)
             submitted = prompt.submit(_shown(generate), inputs, outputs, **queue)
             stop.click(None, None, None, cancels=[clicked, submitted])

@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from PIL import Image
 
+from ..config import check_guidance_scale
 from ..pipeline import CogView2Pipeline
 from ..recipes import RECIPES
 from ..stages.completion import Box
@@ -82,6 +83,7 @@ class PageHandlers:
         num_images: float | int | None,
         seed: float | int | None,
         randomize: bool,
+        guidance: float | int | None = None,
     ) -> tuple[GalleryItems, int]:
         """Text → images through all three stages (coarse, direct SR, iterative SR).
 
@@ -91,6 +93,7 @@ class PageHandlers:
             num_images: 1 to ``config.max_images``.
             seed: Seed used when ``randomize`` is False.
             randomize: Draw a fresh seed.
+            guidance: Stage-1 classifier-free guidance scale (1 = off); None: the weights' own.
 
         Returns:
             ``(items, seed)``: one ``(image, prompt)`` pair per image (``image_size`` px RGB)
@@ -102,7 +105,14 @@ class PageHandlers:
         used = resolve_seed(seed, randomize, max_seed=self.config.max_seed)
         pipe = self.pipe
         pipe.encode_prompt(text, style)  # refuses an over-long prompt before any sampling
-        out = pipe(text, num_images=count, style=style, generator=self._generator(used))
+        scale = None if guidance is None else check_guidance_scale(float(guidance))
+        out = pipe(
+            text,
+            num_images=count,
+            style=style,
+            generator=self._generator(used),
+            guidance_scale=scale,
+        )
         return [(image, text) for image in out.images], used  # type: ignore[union-attr]
 
     def prepare_image(self, path: str | None) -> Image.Image:
