@@ -74,9 +74,10 @@ def test_eval_command_parses():
     args = parser.parse_args(
         ["eval", "--weights", "w", "--data", "d", "--out", "docs", "--stages", "coarse"]
     )
-    assert args.guidance is None
-    assert parser.parse_args(["eval", "--weights", "w", "--data", "d", "--out", "o",
-                              "--guidance", "2.5"]).guidance == 2.5  # fmt: skip
+    assert args.guidance is None and args.template == "name_style"
+    other = parser.parse_args(["eval", "--weights", "w", "--data", "d", "--out", "o",
+                               "--guidance", "2.5", "--template", "name"])  # fmt: skip
+    assert (other.guidance, other.template) == (2.5, "name")
     assert (args.weights, args.data, args.out, args.stages) == (
         Path("w"),
         Path("d"),

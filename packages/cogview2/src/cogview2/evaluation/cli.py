@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ..data.captions import CAPTION_TEMPLATES
 from .classifier import ClassifierConfig
 from .run import EvalConfig
 
@@ -28,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         stages=tuple(args.stages),
         seed=args.seed,
         guidance_scale=args.guidance,
+        caption_template=args.template,
         classifier=dataclasses.replace(ClassifierConfig(), steps=args.classifier_steps),
     )
     results = run_evaluation(
@@ -74,6 +76,13 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         "--stages", nargs="+", default=list(d.stages), choices=["coarse", "dsr", "itersr"]
     )
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--template",
+        default=d.caption_template,
+        choices=sorted(CAPTION_TEMPLATES),
+        help="caption template of the prompts (name: 'red apple'; name_style: "
+        "'red apple, twemoji style')",
+    )
     p.add_argument(
         "--guidance",
         type=float,
