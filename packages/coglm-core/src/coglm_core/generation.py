@@ -114,12 +114,8 @@ class _Stream:
         use_cache: bool,
     ) -> None:
         _validate(tokens, position_ids, attention_mask, attention_bias)
-        self.model, self.tokens, self.mask, self.bias = (
-            model,
-            tokens,
-            attention_mask,
-            attention_bias,
-        )
+        self.model, self.tokens = model, tokens
+        self.mask, self.bias = attention_mask, attention_bias
         batch, total = tokens.shape
         self.pos = position_ids if position_ids.dim() == 2 else position_ids.expand(batch, -1)
         self.cache = model.new_kv_cache(capacity=total) if use_cache else None  # no growth copies
