@@ -39,7 +39,7 @@ def test_recipes_match_reference_table() -> None:
     assert RECIPES["chinese"].temp_all_gen == 1.12 and RECIPES["sketch"].temp_all_gen == 1.1
     assert RECIPES["none"].format("x") == "x"
     plain = RECIPES["plain"]
-    assert plain.format("x") == "x" and (plain.temp_all_gen, plain.topk_gen) == (0.7, 8)
+    assert plain.format("x") == "x" and (plain.temp_all_gen, plain.topk_gen) == (0.45, 4)
     assert (plain.topk_dsr, plain.temp_cluster_dsr) == (5, 0.4)  # as the flat-art styles
 
 

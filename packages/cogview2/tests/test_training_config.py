@@ -11,7 +11,7 @@ from cogview2.training import TrainingConfig, load_training_config
 CONFIGS = Path(__file__).parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["emoji-demo.toml", "tiny-test.toml"])
+@pytest.mark.parametrize("name", ["emoji-demo.toml", "emoji-demo-twemoji.toml", "tiny-test.toml"])
 def test_shipped_configs_parse(name):
     cfg = load_training_config(CONFIGS / name)
     assert cfg.itersr.mask_ratios == (0.2, 0.4, 0.6, 0.8, 0.9)
@@ -19,8 +19,9 @@ def test_shipped_configs_parse(name):
     assert cfg.stage_dirs["coglm"] == Path(cfg.workdir) / "coglm"
 
 
-def test_demo_config_is_sized_for_the_budget():
-    cfg = load_training_config(CONFIGS / "emoji-demo.toml")
+@pytest.mark.parametrize("name", ["emoji-demo.toml", "emoji-demo-twemoji.toml"])
+def test_demo_config_is_sized_for_the_budget(name):
+    cfg = load_training_config(CONFIGS / name)
     assert cfg.assemble.dtype == "float16" and cfg.assemble.max_megabytes <= 40
     assert (cfg.data.low_size, cfg.data.high_size) == (160, 480)
     assert cfg.dsr.text_slots <= cfg.tokenize.text_slots
@@ -49,3 +50,16 @@ def test_mistakes_are_named(tmp_path):
         load_training_config(bad)
     with pytest.raises(FileNotFoundError):
         load_training_config(tmp_path / "missing.toml")
+
+
+def test_twemoji_config_continues_the_demo_run_with_the_same_models():
+    base = load_training_config(CONFIGS / "emoji-demo.toml")
+    cont = load_training_config(CONFIGS / "emoji-demo-twemoji.toml")
+    for section in ("text_tokenizer", "vqvae", "tokenize", "dsr", "itersr"):
+        assert getattr(cont, section) == getattr(base, section), section
+    same = ("num_layers", "hidden_size", "num_attention_heads", "variant", "lr", "batch_size")
+    assert all(getattr(cont.coglm, k) == getattr(base.coglm, k) for k in same)
+    assert cont.coglm.steps > base.coglm.steps and cont.coglm.text_dropout > 0
+    assert cont.data.train_styles == ("twemoji",) and not cont.data.skin_tones
+    assert cont.assemble.out == "packages/cogview2/src/cogview2/weights/demo"
+    assert base.assemble.out != cont.assemble.out

@@ -55,12 +55,12 @@ RECIPES: MappingProxyType[str, SamplingRecipe] = MappingProxyType(
         "isometric": SamplingRecipe("isometric", "{} 等距矢量图", temp_all_gen=1.1),
         "chinese": SamplingRecipe("chinese", "{} 水墨国画", temp_all_gen=1.12),
         "watercolor": SamplingRecipe("watercolor", "{} 水彩画风格"),
-        # Not in the release: the prompt as is, sampled colder (T1 0.7, 8 clusters), for the
-        # small emoji demo models, whose samples at the release's T1 = 1.15 are noisy; DSR as
-        # the release's flat-art styles (5 clusters, T2 0.4): emoji are flat art, and fewer
-        # stray specks survive super-resolution.
+        # Not in the release: the prompt as is, sampled colder (T1 0.45, 4 clusters), for the
+        # small emoji demo models, whose samples at the release's T1 = 1.15 (and at 0.7 with 8
+        # clusters) are noisy; DSR as the release's flat-art styles (5 clusters, T2 0.4): emoji
+        # are flat art, and fewer stray specks survive super-resolution.
         "plain": SamplingRecipe(
-            "plain", "{}", temp_all_gen=0.7, topk_gen=8, topk_dsr=5, temp_cluster_dsr=0.4
+            "plain", "{}", temp_all_gen=0.45, topk_gen=4, topk_dsr=5, temp_cluster_dsr=0.4
         ),
     }
 )
