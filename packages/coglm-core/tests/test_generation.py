@@ -28,6 +28,22 @@ def _stage1(model: CogLM, batch: int = 3, text_len: int = 5):
     return tokens, pos, mask, bias
 
 
+def _draw(model: CogLM, tokens, pos, mask, bias, *, seed: int, guidance=None, use_cache=True):
+    """``generate`` with a multinomial sampler over the 64 image ids, seeded."""
+    return generate(
+        model,
+        tokens,
+        pos,
+        attention_mask=mask,
+        attention_bias=bias,
+        sampler=multinomial_sampler(),
+        generator=torch.Generator().manual_seed(seed),
+        logits_range=(0, 64),
+        guidance=guidance,
+        use_cache=use_cache,
+    )
+
+
 @pytest.mark.parametrize("known_after_prefix", [False, True])
 def test_cached_equals_recompute_token_for_token(
     tiny_model: CogLM, known_after_prefix: bool
@@ -36,21 +52,7 @@ def test_cached_equals_recompute_token_for_token(
     if known_after_prefix:  # completion: known tokens after the prefix are fed, not sampled
         tokens[:, 9] = 7
         tokens[:, 14] = 9
-    runs = []
-    for use_cache in (True, False):
-        runs.append(
-            generate(
-                tiny_model,
-                tokens,
-                pos,
-                attention_mask=mask,
-                attention_bias=bias,
-                sampler=multinomial_sampler(),
-                generator=torch.Generator().manual_seed(0),
-                logits_range=(0, 64),
-                use_cache=use_cache,
-            )
-        )
+    runs = [_draw(tiny_model, tokens, pos, mask, bias, seed=0, use_cache=c) for c in (True, False)]
     assert torch.equal(runs[0], runs[1])
     out = runs[0]
     assert (out >= 0).all() and (out[:, 6:] < 64).all()
@@ -194,18 +196,7 @@ def test_guidance_cached_equals_recompute_and_its_limits(tiny_model: CogLM) -> N
     tokens[:, 9] = 7  # a known token after the prefix reaches the unconditional sequence too
 
     def run(t, p, m, b, guidance, use_cache=True):
-        return generate(
-            tiny_model,
-            t,
-            p,
-            attention_mask=m,
-            attention_bias=b,
-            sampler=multinomial_sampler(),
-            generator=torch.Generator().manual_seed(5),
-            logits_range=(0, 64),
-            guidance=guidance,
-            use_cache=use_cache,
-        )
+        return _draw(tiny_model, t, p, m, b, seed=5, guidance=guidance, use_cache=use_cache)
 
     guided = _unconditional(tiny_model)
     a, b = run(tokens, pos, mask, bias, guided), run(tokens, pos, mask, bias, guided, False)
