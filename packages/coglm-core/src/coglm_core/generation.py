@@ -102,7 +102,10 @@ class Guidance:
 
 
 class _Stream:
-    """One sequence under decoding: its tokens and either a KV cache or full recomputation."""
+    """One sequence under decoding: its tokens and either a KV cache or full recomputation.
+
+    The caller validates the inputs (`_validate`).
+    """
 
     def __init__(
         self,
@@ -113,7 +116,6 @@ class _Stream:
         attention_bias: Tensor | None,
         use_cache: bool,
     ) -> None:
-        _validate(tokens, position_ids, attention_mask, attention_bias)
         self.model, self.tokens = model, tokens
         self.mask, self.bias = attention_mask, attention_bias
         batch, total = tokens.shape
@@ -217,6 +219,7 @@ def generate(
     uncond, shift, h_uncond = None, 0, None
     if guidance is not None and guidance.scale != 1.0:
         u_tokens = guidance.tokens(batch, total - prefix)
+        _validate(u_tokens, guidance.position_ids, guidance.attention_mask, guidance.attention_bias)
         shift = prefix - guidance.prefix.numel()  # prompted column t is unconditional t - shift
         uncond = _Stream(
             model,

@@ -221,7 +221,8 @@ def probe(preset: str, stage: str, *, dtype: torch.dtype, int8: bool = False, nu
         measured = peaks["tensors" if measure == "tensors" else "anon"]
     return {
         "preset": preset, "stage": stage, "dtype": str(dtype).removeprefix("torch."),
-        "int8": int8, "num_images": num_images, "guidance_scale": guidance_scale, "device": str(dev), "measure": measure,
+        "int8": int8, "num_images": num_images, "guidance_scale": guidance_scale,
+        "device": str(dev), "measure": measure,
         "predicted_bytes": predicted.peak_bytes, "predicted_weight_bytes": predicted.weight_bytes,
         "measured_bytes": measured, "ratio": measured / predicted.peak_bytes,
         "peak_rss_bytes": peaks.get("hwm"),

@@ -15,7 +15,6 @@ from typing import Literal
 import torch
 from PIL import Image
 
-from ..config import check_guidance_scale
 from ..pipeline import CogView2Pipeline
 from ..recipes import RECIPES
 from ..stages.completion import Box
@@ -105,13 +104,13 @@ class PageHandlers:
         used = resolve_seed(seed, randomize, max_seed=self.config.max_seed)
         pipe = self.pipe
         pipe.encode_prompt(text, style)  # refuses an over-long prompt before any sampling
-        scale = None if guidance is None else check_guidance_scale(float(guidance))
+        # the pipeline checks the scale before it samples
         out = pipe(
             text,
             num_images=count,
             style=style,
             generator=self._generator(used),
-            guidance_scale=scale,
+            guidance_scale=guidance,
         )
         return [(image, text) for image in out.images], used  # type: ignore[union-attr]
 
