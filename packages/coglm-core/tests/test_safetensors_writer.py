@@ -1,4 +1,5 @@
-"""The streaming safetensors writer reads back with the safetensors library, bit for bit."""
+"""The streaming safetensors writer reads back with the safetensors library, bit for bit;
+`atomic_path` never leaves a half-written file."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from coglm_core import save_safetensors
+from coglm_core import atomic_path, save_safetensors
 
 
 def test_streamed_file_reads_back_exactly(tmp_path) -> None:
@@ -51,3 +52,15 @@ def test_save_state_dict_is_the_save_pretrained_folder(tmp_path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     back = from_pretrained(tmp_path / "b")
     assert all(torch.equal(v, back.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(tmp_path) -> None:
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("first")
+    assert target.read_text() == "first" and target.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError, match="killed"), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]  # no temporary left

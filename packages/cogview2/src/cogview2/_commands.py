@@ -82,7 +82,7 @@ def _memory(args: argparse.Namespace):
 
 
 def _save_png(image, path: Path) -> None:
-    from ._weights import atomic_path
+    from coglm_core import atomic_path
 
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")

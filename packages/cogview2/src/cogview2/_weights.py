@@ -15,10 +15,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +23,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from cluster_sampling import load_labels, save_labels
-from coglm_core import quantize_linears_int8, save_safetensors
+from coglm_core import atomic_path, quantize_linears_int8, save_safetensors
 from coglm_core.config import CogLMConfig
 from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from coglm_core.pretrained import from_pretrained as load_coglm
@@ -50,25 +46,6 @@ LABELS_FILE = "cluster_labels.npy"
 SR_CONFIG_FILE = "sr_config.json"
 MIXINS_FILE = "mixins.safetensors"
 SHARED = "coglm"
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success `os.replace` it onto ``path``.
-
-    On any exception the temporary file is deleted and ``path`` is left as it was. The file is
-    created 0644 (``mkstemp`` alone would make it owner-only).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
