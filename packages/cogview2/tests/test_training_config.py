@@ -52,14 +52,31 @@ def test_mistakes_are_named(tmp_path):
         load_training_config(tmp_path / "missing.toml")
 
 
-def test_twemoji_config_continues_the_demo_run_with_the_same_models():
-    base = load_training_config(CONFIGS / "emoji-demo.toml")
-    cont = load_training_config(CONFIGS / "emoji-demo-twemoji.toml")
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ("emoji-demo.toml", "emoji-demo-twemoji.toml"),
+        ("emoji-demo-twemoji.toml", "emoji-demo-groups.toml"),
+    ],
+)
+def test_each_demo_config_continues_the_previous_one_with_the_same_models(first, then):
+    base, cont = load_training_config(CONFIGS / first), load_training_config(CONFIGS / then)
     for section in ("text_tokenizer", "vqvae", "tokenize", "dsr", "itersr"):
         assert getattr(cont, section) == getattr(base, section), section
     same = ("num_layers", "hidden_size", "num_attention_heads", "variant", "lr", "batch_size")
     assert all(getattr(cont.coglm, k) == getattr(base.coglm, k) for k in same)
     assert cont.coglm.steps > base.coglm.steps and cont.coglm.text_dropout > 0
     assert cont.data.train_styles == ("twemoji",) and not cont.data.skin_tones
-    assert cont.assemble.out == "packages/cogview2/src/cogview2/weights/demo"
-    assert base.assemble.out != cont.assemble.out
+    assert base.assemble.out != cont.assemble.out and base.workdir != cont.workdir
+
+
+def test_the_last_demo_config_assembles_the_default_weights():
+    outs = {
+        name: load_training_config(CONFIGS / name).assemble.out
+        for name in ("emoji-demo.toml", "emoji-demo-twemoji.toml", "emoji-demo-groups.toml")
+    }
+    assert [n for n, o in outs.items() if o == "packages/cogview2/src/cogview2/weights/demo"] == [
+        "emoji-demo-groups.toml"
+    ]
+    groups = load_training_config(CONFIGS / "emoji-demo-groups.toml").data.train_groups
+    assert groups == ("animals-nature", "food-drink")

@@ -233,3 +233,21 @@ def test_train_styles_keeps_those_styles_without_retokenising(trained):
         )
     with pytest.raises(ValueError, match="are not in styles"):
         dataclasses.replace(cfg.data, styles=(styles[0],), train_styles=(styles[1],))
+
+
+def test_train_groups_keeps_those_groups_and_combines_with_styles(trained):
+    cfg, _ = trained
+    tensors, _ = load_token_split(cfg.stage_dirs["tokenize"], "train")
+    records = EmojiDataset(cfg.data.root, "train", cfg.data.low_size).records
+    groups, styles = sorted({r["group"] for r in records}), sorted({r["style"] for r in records})
+    assert len(groups) >= 2
+    data = dataclasses.replace(cfg.data, train_groups=(groups[0],))
+    rows = training_rows(dataclasses.replace(cfg, data=data), tensors).tolist()
+    assert rows == [i for i, r in enumerate(records) if r["group"] == groups[0]]
+    data = dataclasses.replace(data, train_styles=(styles[0],))
+    assert training_rows(dataclasses.replace(cfg, data=data), tensors).tolist() == [
+        i for i in rows if records[i]["style"] == styles[0]
+    ]
+    bad = dataclasses.replace(cfg.data, train_groups=(groups[0], "nope"))
+    with pytest.raises(ValueError, match=r"train_groups \['nope'\] have no training records"):
+        training_rows(dataclasses.replace(cfg, data=bad), tensors)

@@ -102,6 +102,10 @@ class DataRecipe:
             ``styles``). Like ``skin_tones`` it needs no re-tokenising: the tokenizers and the
             tokenised splits keep every style. Fewer renders per concept let a small model
             see each one more often in the same steps.
+        train_groups: Unicode emoji groups (the records' ``group``, e.g. ``"food-drink"``)
+            CogLM, DSR and ITERSR train on (empty: every group). No re-tokenising either. A
+            small model that cannot learn every concept can learn the text-to-image mapping
+            of a few hundred (docs/training.md).
     """
 
     root: str = "data/emoji"
@@ -111,6 +115,7 @@ class DataRecipe:
     high_size: int = 480
     skin_tones: bool = True
     train_styles: tuple[str, ...] = ()
+    train_groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # TOML has booleans; a string such as "false" would otherwise read as true

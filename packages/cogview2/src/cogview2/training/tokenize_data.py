@@ -170,11 +170,12 @@ def load_token_split(folder: Path, split: str) -> tuple[dict[str, torch.Tensor],
     return load_file(path), texts
 
 
-def _style_rows(cfg: TrainingConfig, n: int) -> torch.Tensor:
-    """(n,) bool: the training split's records whose style is in ``[data] train_styles``.
+def _record_rows(cfg: TrainingConfig, n: int) -> torch.Tensor:
+    """(n,) bool: the training split's records whose style is in ``[data] train_styles`` and
+    whose group is in ``train_groups`` (an empty list keeps every value).
 
     The tokenised split holds the data set's training records in order (``styles`` filter
-    applied), so the styles come from the data set's own records.
+    applied), so the styles and groups come from the data set's own records.
     """
     records = EmojiDataset(
         cfg.data.root, "train", cfg.data.low_size, styles=cfg.data.style_filter
@@ -184,22 +185,31 @@ def _style_rows(cfg: TrainingConfig, n: int) -> torch.Tensor:
             f"the tokenised training split has {n} records, the data set {len(records)}: "
             "re-run `cogview2 train tokenize` on this data set"
         )
-    unknown = sorted(set(cfg.data.train_styles) - {r["style"] for r in records})
-    if unknown:
-        raise ValueError(f"[data] train_styles {unknown} have no training records")
-    return torch.tensor([r["style"] in cfg.data.train_styles for r in records])
+    keep = torch.ones(n, dtype=torch.bool)
+    for field, chosen in (("style", cfg.data.train_styles), ("group", cfg.data.train_groups)):
+        if not chosen:
+            continue
+        present = {r[field] for r in records}
+        unknown = sorted(set(chosen) - present)
+        if unknown:
+            raise ValueError(
+                f"[data] train_{field}s {unknown} have no training records; "
+                f"the data set has {sorted(present)}"
+            )
+        keep &= torch.tensor([r[field] in chosen for r in records])
+    return keep
 
 
 def training_rows(cfg: TrainingConfig, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     """Record indices of the tokenised training split that the recipes train on
-    (``[data] skin_tones`` and ``train_styles``).
+    (``[data] skin_tones``, ``train_styles`` and ``train_groups``).
 
     Returns:
         (K,) long, ascending.
 
     Raises:
         ValueError: ``skin_tones = false`` on a split tokenised before the flag existed, or
-            ``train_styles`` that do not match the data set.
+            ``train_styles`` / ``train_groups`` that do not match the data set.
     """
     n = len(tensors["low"])
     keep = torch.ones(n, dtype=torch.bool)
@@ -210,8 +220,8 @@ def training_rows(cfg: TrainingConfig, tensors: dict[str, torch.Tensor]) -> torc
                 "split; re-run `cogview2 train tokenize` (cheap: the encoded chunks are kept)"
             )
         keep &= tensors["skin_tone_variant"] == 0
-    if cfg.data.train_styles:
-        keep &= _style_rows(cfg, n)
+    if cfg.data.train_styles or cfg.data.train_groups:
+        keep &= _record_rows(cfg, n)
     return keep.nonzero().flatten()
 
 
@@ -220,6 +230,7 @@ def _samples_meta(cfg: TrainingConfig) -> dict:
     return {
         "skin_tones": cfg.data.skin_tones,
         "train_styles": sorted(cfg.data.train_styles),
+        "train_groups": sorted(cfg.data.train_groups),
         "caption_templates": list(cfg.data.caption_templates),
         "text_slots": cfg.tokenize.text_slots,
     }
