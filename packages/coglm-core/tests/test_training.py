@@ -56,6 +56,8 @@ def test_loss_decreases_and_resume_is_exact(tmp_path) -> None:
         "step-00000002",
         "step-00000004",
     ]
+    written = tmp_path / "b" / "step-00000004" / "model.safetensors"
+    assert written.stat().st_mode & 0o777 == 0o644  # readable by the group that serves it
 
 
 def test_one_step_lowers_the_loss_on_the_same_batch(tmp_path) -> None:

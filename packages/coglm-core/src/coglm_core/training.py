@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ._atomic import save_safetensors
 from .config import CogLMConfig, atomic_write_text
 from .losses import masked_token_losses, modality_losses
 from .strategies import Variant, collate, pretraining_example
@@ -252,9 +252,7 @@ def save_training_checkpoint(
     tmp = out_dir / f".tmp-step-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp / "model.safetensors"
-    )
+    save_safetensors(state, tmp / "model.safetensors")  # 0644, like every file we write
     torch.save(optim_state, tmp / "optimizer.pt")
     meta = {"step": step, "train_config": asdict(cfg), "model_config": model.config.to_dict()}
     (tmp / "state.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
