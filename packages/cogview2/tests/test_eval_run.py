@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from cogview2.data import BuildConfig, build_emoji_dataset
+from cogview2.data import BuildConfig, EmojiDataset, build_emoji_dataset
+from cogview2.data.captions import make_caption
 from cogview2.evaluation import ClassifierConfig, EvalConfig, add_eval_command, run_evaluation
 
 
@@ -56,6 +58,37 @@ def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
     assert grid.size[0] == 2 * (48 + 4) + 4
 
 
+def test_eval_takes_training_concepts_from_the_chosen_groups_and_styles(
+    tiny_pipe, tiny_data, tmp_path
+):
+    records = EmojiDataset(tiny_data, "train", 32).records
+    group = records[-1]["group"]
+    cfg = EvalConfig(
+        num_prompts=2,
+        num_distractors=1,
+        psnr_images=2,
+        grid_tile=48,
+        num_seen_prompts=2,
+        grid_samples=2,
+        seen_groups=(group,),
+        seen_styles=("openmoji",),
+        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4, max_images=1),
+    )
+    wanted = [r for r in records[1:] if r["group"] == group and r["style"] == "openmoji"]
+    assert len(wanted) >= 2  # the classifier took records[0]
+    results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False)
+    allowed = {make_caption(r, "en", "name_style") for r in wanted}
+    assert set(results["seen"]["prompts"]) <= allowed
+    assert (
+        f"training concepts of groups {group}; style openmoji"
+        in (tmp_path / "eval-results.md").read_text()
+    )
+    with pytest.raises(ValueError, match=r"seen_groups \['nope'\] are not in the data set"):
+        run_evaluation(
+            tiny_pipe, tiny_data, tmp_path, replace(cfg, seen_groups=("nope",)), progress=False
+        )
+
+
 def test_eval_refuses_a_data_set_without_the_pipeline_sizes(tiny_pipe, tmp_path, emoji_roots):
     out = tmp_path / "data"
     config = BuildConfig(
@@ -78,6 +111,11 @@ def test_eval_command_parses():
     other = parser.parse_args(["eval", "--weights", "w", "--data", "d", "--out", "o",
                                "--guidance", "2.5", "--template", "name"])  # fmt: skip
     assert (other.guidance, other.template) == (2.5, "name")
+    assert args.seen_groups == args.seen_styles == []
+    some = parser.parse_args(["eval", "--weights", "w", "--data", "d", "--out", "o",
+                              "--seen-groups", "food-drink", "animals-nature",
+                              "--seen-styles", "twemoji"])  # fmt: skip
+    assert (some.seen_groups, some.seen_styles) == (["food-drink", "animals-nature"], ["twemoji"])
     assert (args.weights, args.data, args.out, args.stages) == (
         Path("w"),
         Path("d"),

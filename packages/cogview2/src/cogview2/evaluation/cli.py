@@ -24,6 +24,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         num_prompts=args.num_prompts,
         num_seen_prompts=args.num_seen_prompts,
+        seen_groups=tuple(args.seen_groups),
+        seen_styles=tuple(args.seen_styles),
         grid_samples=args.grid_samples,
         num_distractors=args.distractors,
         stages=tuple(args.stages),
@@ -69,6 +71,20 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=d.num_seen_prompts,
         help="training-concept prompts also generated and classified (0: none)",
+    )
+    p.add_argument(
+        "--seen-groups",
+        nargs="+",
+        default=[],
+        metavar="GROUP",
+        help="take the training-concept prompts from these emoji groups (e.g. food-drink)",
+    )
+    p.add_argument(
+        "--seen-styles",
+        nargs="+",
+        default=[],
+        metavar="STYLE",
+        help="take the training-concept prompts from these art styles (e.g. twemoji)",
     )
     p.add_argument("--grid-samples", type=int, default=d.grid_samples, help="images per grid")
     p.add_argument("--distractors", type=int, default=d.num_distractors)

@@ -16,13 +16,20 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def _seen_rows(seen: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+def _seen_rows(seen: dict[str, Any] | None, cfg: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if not seen:
         return []
     n = len(seen["prompts"])
+    only = [
+        f"{field} {', '.join(cfg[key])}"
+        for field, key in (("groups", "seen_groups"), ("style", "seen_styles"))
+        if cfg.get(key)
+    ]
+    where = f" of {'; '.join(only)}" if only else ""
     return [
         (
-            f"(b) group accuracy, {n} training concepts (seen by the generator, not the classifier)",
+            f"(b) group accuracy, {n} training concepts{where} (seen by the generator, "
+            "not the classifier)",
             _pct(seen["gen_group_acc"]),
             _pct(seen["real_group_acc"]),
             "",
@@ -55,7 +62,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             _pct(c["real_subgroup_acc"]),
             f"{_pct(c['chance_subgroup_uniform'])} uniform",
         ),
-        *_seen_rows(r.get("seen")),
+        *_seen_rows(r.get("seen"), cfg),
         (
             "(c) Fréchet distance to real held-out renders (classifier features)",
             f"{f['generated_vs_real']:.3f}",

@@ -45,6 +45,9 @@ class EvalConfig:
         num_seen_prompts: Training-split prompts generated as well (concepts the generator was
             trained on, the regime of the README's "red apple"), taken from training renders the
             classifier did not train on; 0 skips them.
+        seen_groups: Take the training-concept prompts from these Unicode emoji groups only
+            (empty: every group), e.g. the groups a demo model was trained on.
+        seen_styles: Take them from these art styles only (empty: every style).
         num_distractors: Wrong captions per retrieval question (chance = 1 / (1 + this)).
         stages: Pipeline stages run for the samples.
         style: Style recipe; None: the pipeline's ``config.default_style`` (the demo weights:
@@ -63,6 +66,8 @@ class EvalConfig:
 
     num_prompts: int = 64
     num_seen_prompts: int = 32
+    seen_groups: tuple[str, ...] = ()
+    seen_styles: tuple[str, ...] = ()
     num_distractors: int = 4
     stages: tuple[str, ...] = ("coarse", "dsr", "itersr")
     style: str | None = None
@@ -163,6 +168,26 @@ def _prompt_indices(
             f"fewer than 2 prompts fit the pipeline's {pipe.max_prompt_tokens} text tokens"
         )
     return [fits[j] for j in evenly_spaced(len(fits), n)]
+
+
+def _seen_candidates(
+    records: list[dict[str, Any]], candidates: Sequence[int], cfg: EvalConfig
+) -> list[int]:
+    """The ``candidates`` in ``cfg.seen_groups`` and ``cfg.seen_styles`` (empty: any).
+
+    Raises:
+        ValueError: a group or style that no training record has.
+    """
+    keep = list(candidates)
+    for key, chosen in (("group", cfg.seen_groups), ("style", cfg.seen_styles)):
+        if not chosen:
+            continue
+        present = {r[key] for r in records}
+        unknown = sorted(set(chosen) - present)
+        if unknown:
+            raise ValueError(f"seen_{key}s {unknown} are not in the data set: {sorted(present)}")
+        keep = [i for i in keep if records[i][key] in chosen]
+    return keep
 
 
 def _generate(
@@ -316,7 +341,8 @@ def run_evaluation(
             len(train),
         )
     elif cfg.num_seen_prompts:
-        seen_ids = _prompt_indices(pipe, train.records, unseen_by_clf, cfg.num_seen_prompts, cfg)
+        candidates = _seen_candidates(train.records, unseen_by_clf, cfg)
+        seen_ids = _prompt_indices(pipe, train.records, candidates, cfg.num_seen_prompts, cfg)
         seen_records = [train.records[i] for i in seen_ids]
         seen_prompts = [make_caption(r, "en", cfg.caption_template) for r in seen_records]
         seen_images, _ = _generate(pipe, seen_prompts, cfg, progress, "generate (seen)")
