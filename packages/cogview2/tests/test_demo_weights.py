@@ -53,3 +53,18 @@ def test_web_page_runs_on_the_demo_weights() -> None:
     build_app(handlers.pipe)
     items, seed = handlers.generate("熊猫", "plain", 1, 7, False)
     assert seed == 7 and items[0][0].size == (480, 480) and items[0][1] == "熊猫"
+
+
+def test_default_weights_follow_the_prompt_in_both_languages() -> None:
+    """The demo CogLM learnt which picture a name means: "熊猫" and "panda" (different seeds)
+    give the same stage-1 picture, "pizza" another one."""
+    pipe = CogView2Pipeline.from_pretrained(DEFAULT_WEIGHTS)
+
+    def coarse(prompt: str, seed: int) -> torch.Tensor:
+        out = pipe(prompt, num_images=1, stages=("coarse",), output_type="tokens",
+                   generator=torch.Generator().manual_seed(seed), progress=False)  # fmt: skip
+        return out.tokens.flatten()
+
+    panda_zh, panda_en, pizza = coarse("熊猫", 0), coarse("panda", 1), coarse("pizza", 0)
+    assert (panda_zh == panda_en).float().mean() > 0.9
+    assert (panda_zh == pizza).float().mean() < 0.3

@@ -57,10 +57,18 @@ RECIPES: MappingProxyType[str, SamplingRecipe] = MappingProxyType(
         "watercolor": SamplingRecipe("watercolor", "{} 水彩画风格"),
         # Not in the release: the prompt as is, sampled colder (T1 0.45, 4 clusters), for the
         # small emoji demo models, whose samples at the release's T1 = 1.15 (and at 0.7 with 8
-        # clusters) are noisy; DSR as the release's flat-art styles (5 clusters, T2 0.4): emoji
+        # clusters) are noisy; no text upweighting (attn_plus 0: the demo models never saw it,
+        # and 1.4 raised their image loss given the caption on every concept measured,
+        # docs/training.md); DSR as the release's flat-art styles (5 clusters, T2 0.4): emoji
         # are flat art, and fewer stray specks survive super-resolution.
         "plain": SamplingRecipe(
-            "plain", "{}", temp_all_gen=0.45, topk_gen=4, topk_dsr=5, temp_cluster_dsr=0.4
+            "plain",
+            "{}",
+            temp_all_gen=0.45,
+            topk_gen=4,
+            attn_plus=0.0,
+            topk_dsr=5,
+            temp_cluster_dsr=0.4,
         ),
     }
 )
