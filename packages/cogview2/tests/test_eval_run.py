@@ -25,16 +25,20 @@ def tiny_data(tmp_path_factory, emoji_roots):
     return out
 
 
+# two held-out and two training-concept prompts, a 3-step classifier that sees one render
+SMALL_EVAL = EvalConfig(
+    num_prompts=2,
+    num_distractors=1,
+    psnr_images=2,
+    grid_tile=48,
+    num_seen_prompts=2,
+    grid_samples=2,
+    classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4, max_images=1),
+)
+
+
 def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
-    cfg = EvalConfig(
-        num_prompts=2,
-        num_distractors=1,
-        psnr_images=2,
-        grid_tile=48,
-        num_seen_prompts=2,
-        grid_samples=2,
-        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4, max_images=1),
-    )
+    cfg = SMALL_EVAL
     results = run_evaluation(
         tiny_pipe, tiny_data, tmp_path, cfg, weights_name="tiny", progress=False
     )
@@ -63,17 +67,7 @@ def test_eval_takes_training_concepts_from_the_chosen_groups_and_styles(
 ):
     records = EmojiDataset(tiny_data, "train", 32).records
     group = records[-1]["group"]
-    cfg = EvalConfig(
-        num_prompts=2,
-        num_distractors=1,
-        psnr_images=2,
-        grid_tile=48,
-        num_seen_prompts=2,
-        grid_samples=2,
-        seen_groups=(group,),
-        seen_styles=("openmoji",),
-        classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4, max_images=1),
-    )
+    cfg = replace(SMALL_EVAL, seen_groups=(group,), seen_styles=("openmoji",))
     wanted = [r for r in records[1:] if r["group"] == group and r["style"] == "openmoji"]
     assert len(wanted) >= 2  # the classifier took records[0]
     results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False)
