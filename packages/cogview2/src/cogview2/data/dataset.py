@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from .captions import DEFAULT_TEMPLATE, make_caption
 from .shards import FORMAT_VERSION, atomic_write_text, read_member, sha256_file
 from .split import SPLITS
 
-__all__ = ["EmojiDataset", "export_png_folder", "load_manifest", "verify_shards"]
+__all__ = ["EmojiDataset", "export_png_folder", "load_manifest", "select_records", "verify_shards"]
 
 _ITEM_FIELDS = ("key", "style", "code", "emoji", "name_en", "name_zh", "group", "subgroup")
 _ID_FIELDS = ("group_id", "subgroup_id")
@@ -55,6 +56,32 @@ def verify_shards(root: str | Path) -> None:
                 raise ValueError(f"shard {path} is missing")
             if sha256_file(path) != shard["sha256"]:
                 raise ValueError(f"shard {path} does not match its sha256 in manifest.json")
+
+
+def select_records(
+    records: Sequence[dict[str, Any]],
+    indices: Iterable[int],
+    chosen: Mapping[str, Sequence[str]],
+    *,
+    error: str,
+) -> list[int]:
+    """The ``indices`` whose record's ``key`` field is in ``chosen[key]`` for every non-empty
+    ``chosen[key]`` (e.g. ``{"style": ("twemoji",), "group": ()}``: twemoji, any group).
+
+    Raises:
+        ValueError: a chosen value that no record has; the message is
+            ``error.format(key=key, unknown=[...], present=[...])``.
+    """
+    keep = list(indices)
+    for key, values in chosen.items():
+        if not values:
+            continue
+        present = {r[key] for r in records}
+        unknown = sorted(set(values) - present)
+        if unknown:
+            raise ValueError(error.format(key=key, unknown=unknown, present=sorted(present)))
+        keep = [i for i in keep if records[i][key] in values]
+    return keep
 
 
 class EmojiDataset(Dataset):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .._weights import atomic_write_text
 from ..data import EmojiDataset, make_caption
+from ..data.dataset import select_records
 from ..pipeline import CogView2Pipeline
 from ..stages.inverse_prompt import caption_scores
 from .classifier import (
@@ -170,26 +171,6 @@ def _prompt_indices(
     return [fits[j] for j in evenly_spaced(len(fits), n)]
 
 
-def _seen_candidates(
-    records: list[dict[str, Any]], candidates: Sequence[int], cfg: EvalConfig
-) -> list[int]:
-    """The ``candidates`` in ``cfg.seen_groups`` and ``cfg.seen_styles`` (empty: any).
-
-    Raises:
-        ValueError: a group or style that no training record has.
-    """
-    keep = list(candidates)
-    for key, chosen in (("group", cfg.seen_groups), ("style", cfg.seen_styles)):
-        if not chosen:
-            continue
-        present = {r[key] for r in records}
-        unknown = sorted(set(chosen) - present)
-        if unknown:
-            raise ValueError(f"seen_{key}s {unknown} are not in the data set: {sorted(present)}")
-        keep = [i for i in keep if records[i][key] in chosen]
-    return keep
-
-
 def _generate(
     pipe: CogView2Pipeline, prompts: list[str], cfg: EvalConfig, progress: bool, desc: str
 ) -> tuple[list[Image.Image], torch.Tensor]:
@@ -341,7 +322,12 @@ def run_evaluation(
             len(train),
         )
     elif cfg.num_seen_prompts:
-        candidates = _seen_candidates(train.records, unseen_by_clf, cfg)
+        candidates = select_records(
+            train.records,
+            unseen_by_clf,
+            {"group": cfg.seen_groups, "style": cfg.seen_styles},
+            error="seen_{key}s {unknown} are not in the data set: {present}",
+        )
         seen_ids = _prompt_indices(pipe, train.records, candidates, cfg.num_seen_prompts, cfg)
         seen_records = [train.records[i] for i in seen_ids]
         seen_prompts = [make_caption(r, "en", cfg.caption_template) for r in seen_records]

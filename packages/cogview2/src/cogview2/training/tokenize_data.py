@@ -33,6 +33,7 @@ from icetk import IceTokenizer
 from .._layout import layout_pad_id
 from .._weights import atomic_save_tensors, atomic_write_text
 from ..data import SPLITS, EmojiDataset, make_caption
+from ..data.dataset import select_records
 from .config import TrainingConfig
 from .runtime import barrier, is_main, world
 from .tokenizers import load_trained_tokenizer
@@ -185,18 +186,14 @@ def _record_rows(cfg: TrainingConfig, n: int) -> torch.Tensor:
             f"the tokenised training split has {n} records, the data set {len(records)}: "
             "re-run `cogview2 train tokenize` on this data set"
         )
-    keep = torch.ones(n, dtype=torch.bool)
-    for field, chosen in (("style", cfg.data.train_styles), ("group", cfg.data.train_groups)):
-        if not chosen:
-            continue
-        present = {r[field] for r in records}
-        unknown = sorted(set(chosen) - present)
-        if unknown:
-            raise ValueError(
-                f"[data] train_{field}s {unknown} have no training records; "
-                f"the data set has {sorted(present)}"
-            )
-        keep &= torch.tensor([r[field] in chosen for r in records])
+    rows = select_records(
+        records,
+        range(n),
+        {"style": cfg.data.train_styles, "group": cfg.data.train_groups},
+        error="[data] train_{key}s {unknown} have no training records; the data set has {present}",
+    )
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[rows] = True
     return keep
 
 
