@@ -81,6 +81,32 @@ def test_caption_and_patches_paper_is_eq1(config: CogLMConfig) -> None:
     assert e.in_region[counted].all() and e.in_region[counted + 1].all()
 
 
+def test_caption_end_adds_exactly_the_end_of_the_caption(config: CogLMConfig) -> None:
+    """``caption_end``: the last caption token also predicts the pad after it (the end); the
+    example is otherwise the paper one, and without the flag nothing follows a caption."""
+    for seed in range(6):
+        t = _sample(config, seed=seed)
+        plain, ended = (
+            image_text_understanding_example(
+                t, config, torch.Generator().manual_seed(seed), variant="paper", caption_end=flag
+            )
+            for flag in (False, True)
+        )
+        assert torch.equal(plain.input_ids, ended.input_ids)
+        assert torch.equal(plain.in_region, ended.in_region)
+        extra = (ended.loss_mask & ~plain.loss_mask).nonzero().flatten().tolist()
+        assert not (plain.loss_mask & ~ended.loss_mask).any() and len(extra) == 1
+        (last,) = extra  # the last caption token, whose label is the pad
+        assert ended.labels[last] == config.pad_id != ended.input_ids[last]
+        assert ended.input_ids[16] in (config.boe_id, config.boc_id) and last > 16
+        assert ended.in_region[last + 1]  # the pad it predicts is in its region (causal)
+        assert plain.labels[plain.loss_mask].ne(config.pad_id).all()
+    with pytest.raises(ValueError, match="caption_end needs the 'paper' variant"):
+        image_text_understanding_example(t, config, variant="released", caption_end=True)
+    with pytest.raises(ValueError, match="caption_end needs variant='paper'"):
+        TrainConfig(caption_end=True)
+
+
 def test_released_patch_ratio_is_about_half() -> None:
     config = CogLMConfig.cogview2_6b()
     t = torch.randint(20100, 83000, (512,))

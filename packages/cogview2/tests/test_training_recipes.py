@@ -251,3 +251,113 @@ def test_train_groups_keeps_those_groups_and_combines_with_styles(trained):
     bad = dataclasses.replace(cfg.data, train_groups=(groups[0], "nope"))
     with pytest.raises(ValueError, match=r"train_groups \['nope'\] have no training records"):
         training_rows(dataclasses.replace(cfg, data=bad), tensors)
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _on_weights(cfg, tmp: Path, retrain: tuple[str, ...], **sections):
+    """A run on the `trained` fixture's weights folder that trains only ``retrain``."""
+    return dataclasses.replace(
+        cfg,
+        workdir=str(tmp / "run"),
+        start_from=str(cfg.assemble.out),
+        retrain=retrain,
+        assemble=dataclasses.replace(cfg.assemble, out=str(tmp / "weights")),
+        **sections,
+    )
+
+
+def test_start_from_trains_new_sr_models_on_the_trained_records_of_shipped_weights(
+    trained, tmp_path
+):
+    cfg, weights = trained
+    data = dataclasses.replace(cfg.data, skin_tones=False, train_styles=("twemoji",))
+    run = _on_weights(
+        cfg,
+        tmp_path,
+        ("dsr", "itersr"),
+        data=data,
+        tokenize=dataclasses.replace(cfg.tokenize, high_images=0, high_subset="trained"),
+        dsr=dataclasses.replace(cfg.dsr, train_base=True),
+    )
+    out = run_recipe("all", run, progress=False)
+    dirs = run.stage_dirs
+    assert not dirs["text_tokenizer"].exists() and not dirs["vqvae"].exists()
+    assert not dirs["coglm"].exists()  # the weights folder's CogLM, not trained here
+    # the 480 px (here 96 px) renders tokenised are exactly the records the SR models train on
+    tensors, _ = load_token_split(dirs["tokenize"], "train")
+    records = EmojiDataset(cfg.data.root, "train", cfg.data.low_size).records
+    kept = [
+        i for i, r in enumerate(records) if r["style"] == "twemoji" and r["code"] == r["concept"]
+    ]
+    assert tensors["high_index"].tolist() == kept == training_rows(run, tensors).tolist()
+    assert np.array_equal(
+        np.load(dirs["tokenize"] / "cluster_labels.npy"), np.load(weights / "cluster_labels.npy")
+    )
+    # assembled: tokenizer, CogLM and labels are the weights folder's, bit for bit; DSR and
+    # ITERSR are new, and DSR stores the transformer it fine-tuned
+    for part in ("coglm/model.safetensors", "tokenizer/image.safetensors"):
+        old, new = _tensors(weights / part), _tensors(out / part)
+        assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["dsr"]["shares_base"] is None and (out / "dsr" / "base").is_dir()
+    for sr in ("dsr", "itersr"):
+        old, new = (
+            _tensors(weights / sr / "mixins.safetensors"),
+            _tensors(out / sr / "mixins.safetensors"),
+        )
+        assert any(not torch.equal(old[k], new[k]) for k in old)
+    pipe = CogView2Pipeline.from_pretrained(out, dtype=torch.float32)
+    assert pipe.dsr.base is not pipe.coglm
+    with pytest.raises(ValueError, match="provides the coglm model; name it in retrain"):
+        run_recipe("coglm", run, progress=False)
+
+
+def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(trained, tmp_path):
+    cfg, weights = trained
+    run = _on_weights(
+        cfg,
+        tmp_path,
+        ("coglm",),
+        coglm=dataclasses.replace(cfg.coglm, caption_end=True, caption_ratio=0.9),
+    )
+    out = run_recipe("all", run, progress=False)
+    assert not run.stage_dirs["dsr"].exists() and not run.stage_dirs["itersr"].exists()
+    old, new = (
+        _tensors(weights / "coglm/model.safetensors"),
+        _tensors(out / "coglm/model.safetensors"),
+    )
+    assert any(not torch.equal(old[k], new[k]) for k in old)  # fine-tuned
+    # DSR shared the old CogLM: it keeps it, now stored apart; ITERSR is unchanged
+    manifest = json.loads((out / "pipeline.json").read_text())
+    assert manifest["dsr"]["shares_base"] is None and manifest["config"]["caption_end"] is True
+    dsr_base = _tensors(out / "dsr/base/model.safetensors")
+    assert all(torch.equal(dsr_base[k], old[k]) for k in old)
+    for part in ("dsr/mixins.safetensors", "itersr/mixins.safetensors"):
+        a, b = _tensors(weights / part), _tensors(out / part)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_start_from_and_retrain_are_checked():
+    cfg = load_training_config(PACKAGE / "configs" / "tiny-test.toml")
+    with pytest.raises(ValueError, match="start_from and retrain go together"):
+        dataclasses.replace(cfg, start_from="weights")
+    with pytest.raises(ValueError, match="start_from and retrain go together"):
+        dataclasses.replace(cfg, retrain=("dsr",))
+    with pytest.raises(ValueError, match=r"retrain \['vqvae'\] are not models"):
+        dataclasses.replace(cfg, start_from="w", retrain=("vqvae",))
+    with pytest.raises(ValueError, match="high_subset must be 'random' or 'trained'"):
+        dataclasses.replace(cfg.tokenize, high_subset="some")
+    with pytest.raises(ValueError, match="high_images must be 0 with high_subset"):
+        dataclasses.replace(cfg.tokenize, high_images=4, high_subset="trained")
+    with pytest.raises(ValueError, match="train_base must be true or false"):
+        dataclasses.replace(cfg.dsr, train_base="yes")
+    with pytest.raises(ValueError, match="caption_end needs variant = 'paper'"):
+        dataclasses.replace(cfg.coglm, variant="released", caption_end=True)
+    for name in ("emoji-demo-sr.toml", "emoji-demo-captions.toml"):  # the shipped chains parse
+        chain = load_training_config(PACKAGE / "configs" / name)
+        assert chain.start_from and chain.retrain

@@ -188,6 +188,7 @@ def image_text_understanding_example(
     *,
     variant: Variant = "released",
     mask_ratio: float = 0.75,
+    caption_end: bool = False,
 ) -> TrainingExample:
     """Masked 4×4 patches plus captioning with BOE/BOC separators (§8.3, paper §3.2).
 
@@ -195,7 +196,14 @@ def image_text_understanding_example(
     with a BOE/BOC start token (segments do not see each other), fixed 20 patches. ``paper``:
     ``[image, BOE|BOC, one language, pads]`` with eq. (1) over the patches and the caption, patches
     until ``mask_ratio``; loss on every region token whose successor is in the same region.
+
+    ``caption_end`` (``paper`` only; not in the release): the last caption token also learns to
+    predict the pad after it, so that a sampled caption can end where training captions end
+    (`generate` with ``stop_ids=[pad_id]``). Without it nothing follows a caption and captions
+    run on until their length limit.
     """
+    if caption_end and variant != "paper":
+        raise ValueError("caption_end needs the 'paper' variant (the released layout has no end)")
     n_img = config.num_image_positions
     image = tokens[-n_img:].long()
     spans = split_languages(tokens, config)
@@ -244,6 +252,8 @@ def image_text_understanding_example(
     loss = torch.zeros_like(in_region)
     loss[:-1] = (in_region[:-1] & in_region[1:]) & ~(caption[:-1] ^ caption[1:])
     loss[n_img + text.shape[0] :] = False  # last caption token and the pads predict nothing
+    if caption_end and n_pad > 0:
+        loss[n_img + text.shape[0]] = True  # ... except the end: the pad after the caption
     return _finish(ids, pos, loss, in_region=in_region)
 
 
@@ -295,6 +305,7 @@ def pretraining_example(
     caption_ratio: float = 0.3,
     mask_ratio: float = 0.75,
     text_dropout: float = 0.0,
+    caption_end: bool = False,
 ) -> TrainingExample:
     """Pick the strategy per sample as the release does (§8.1): text-image samples (with a pad)
     do captioning+patches with probability ``caption_ratio``, text-to-image GPT otherwise;
@@ -302,13 +313,19 @@ def pretraining_example(
 
     ``text_dropout``: probability that a text-to-image sample loses its text (not in the release;
     it trains the unconditional model of classifier-free guidance). At 0 no extra random number
-    is drawn, so the strategies of a run without it are unchanged."""
+    is drawn, so the strategies of a run without it are unchanged. ``caption_end``: see
+    `image_text_understanding_example`."""
     if tokens.dim() != 1 or tokens.shape[0] != config.sequence_length:
         raise ValueError(f"a sample must be ({config.sequence_length},), got {tuple(tokens.shape)}")
     if bool((tokens[: -config.num_image_positions] == config.pad_id).any()):
         if float(torch.rand((), generator=generator)) < caption_ratio:
             return image_text_understanding_example(
-                tokens, config, generator, variant=variant, mask_ratio=mask_ratio
+                tokens,
+                config,
+                generator,
+                variant=variant,
+                mask_ratio=mask_ratio,
+                caption_end=caption_end,
             )
         drop = text_dropout > 0 and float(torch.rand((), generator=generator)) < text_dropout
         return text_image_generation_example(

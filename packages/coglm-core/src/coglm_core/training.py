@@ -44,6 +44,8 @@ class TrainConfig:
         mask_ratio: patch ratio of the "paper" variant.
         text_dropout: probability that a text-to-image sample is trained without its text
             (the unconditional model of classifier-free guidance; 0 = the release's mix).
+        caption_end: the caption task also learns the pad after the caption, its end
+            (``paper`` variant; not in the release; see `image_text_understanding_example`).
         checkpoint_every: steps between checkpoints (the last step is always saved).
         keep_checkpoints: how many step folders to keep.
         autocast_dtype: "bfloat16"/"float16" autocast, or None for the parameter dtype.
@@ -65,6 +67,7 @@ class TrainConfig:
     caption_ratio: float = 0.3
     mask_ratio: float = 0.75
     text_dropout: float = 0.0
+    caption_end: bool = False
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     autocast_dtype: str | None = None
@@ -76,6 +79,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.caption_end and self.variant != "paper":
+            raise ValueError("caption_end needs variant='paper' (the released layout has no end)")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based)."""
@@ -146,6 +151,7 @@ def make_batch(
                 caption_ratio=cfg.caption_ratio,
                 mask_ratio=cfg.mask_ratio,
                 text_dropout=cfg.text_dropout,
+                caption_end=cfg.caption_end,
             )
         )
     return collate(examples)

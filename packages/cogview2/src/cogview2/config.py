@@ -37,6 +37,10 @@ class PipelineConfig:
             token is sampled from ``u + scale · (c − u)`` of the prompted (c) and the text-free
             (u, ``[BOI, image]``) logits. 1 = off, as the release; a larger value only helps
             models trained with text dropout (``[coglm] text_dropout``, the emoji demo weights).
+        caption_end: The stage-1 CogLM was trained to end a caption with a pad
+            (``[coglm] caption_end``, not in the release): `CogView2Pipeline.caption` may sample
+            the pad and stops there. False (the release's models, which never learnt an end):
+            captions run until ``caption_max_length``.
     """
 
     compression: int = 8
@@ -47,6 +51,7 @@ class PipelineConfig:
     completion_upweight: float = 1.4
     default_style: str = "mainbody"
     guidance_scale: float = 1.0
+    caption_end: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +64,8 @@ class PipelineConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_guidance_scale(self.guidance_scale)
+        if not isinstance(self.caption_end, bool):
+            raise ValueError(f"caption_end must be a bool, got {self.caption_end!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dictionary."""

@@ -14,8 +14,7 @@ from icetk import IceTokenizer
 from .. import _weights as W
 from ..config import PipelineConfig
 from ..pipeline import CogView2Pipeline
-from .config import TrainingConfig
-from .pretrain import FINAL
+from .config import FINAL, TrainingConfig
 
 __all__ = ["assemble_recipe", "folder_megabytes"]
 
@@ -30,7 +29,9 @@ def folder_megabytes(folder: Path) -> float:
 def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Path:
     """Load the trained tokenizer, CogLM, DSR, ITERSR and cluster labels; write the pipeline.
 
-    DSR's frozen base is CogLM itself, so it is stored once. Floating tensors are cast to
+    DSR's frozen base is CogLM itself, so it is stored once (a DSR trained with
+    ``[dsr] train_base`` keeps its own). With ``start_from``, the models this run did not
+    train are that folder's. Floating tensors are cast to
     ``cfg.assemble.dtype`` (the VQ-VAE included).
 
     Args:
@@ -47,15 +48,31 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
     dirs = cfg.stage_dirs
     dtype = getattr(torch, cfg.assemble.dtype)
     tokenizer = IceTokenizer.from_pretrained(dirs["tokenize"] / "tokenizer")
-    coglm = load_coglm(dirs["coglm"] / FINAL, dtype=dtype)
-    dsr = W.load_sr(dirs["dsr"] / FINAL, coglm, W.SHARED, device="cpu", dtype=dtype)
-    itersr = W.load_sr(dirs["itersr"] / FINAL, coglm, None, device="cpu", dtype=dtype)
+    given = (
+        CogView2Pipeline.from_pretrained(cfg.start_from, dtype=dtype) if cfg.start_from else None
+    )
+    coglm = load_coglm(cfg.coglm_folder, dtype=dtype) if cfg.trains("coglm") else given.coglm
+    if cfg.trains("dsr"):
+        # DSR shares CogLM unless its recipe fine-tuned its own copy (``[dsr] train_base``)
+        shares = None if (dirs["dsr"] / FINAL / "base").is_dir() else W.SHARED
+        dsr = W.load_sr(dirs["dsr"] / FINAL, coglm, shares, device="cpu", dtype=dtype)
+    else:  # start_from's DSR keeps its own base (written apart if CogLM was fine-tuned)
+        dsr = given.dsr
+    if cfg.trains("itersr"):
+        itersr = W.load_sr(dirs["itersr"] / FINAL, coglm, None, device="cpu", dtype=dtype)
+    else:
+        itersr = given.itersr
     labels_path = dirs["tokenize"] / "cluster_labels.npy"
     if not labels_path.is_file():
         raise FileNotFoundError(f"{labels_path} not found; run `cogview2 train tokenize` first")
     labels = torch.from_numpy(np.load(labels_path, allow_pickle=False))
     tokenizer.image.model.to(dtype)
-    config = PipelineConfig(default_style="plain", guidance_scale=cfg.assemble.guidance_scale)
+    caption_end = (
+        cfg.coglm.caption_end if cfg.trains("coglm") else given.config.caption_end  # type: ignore[union-attr]
+    )
+    config = PipelineConfig(
+        default_style="plain", guidance_scale=cfg.assemble.guidance_scale, caption_end=caption_end
+    )
     pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, config)  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)
     pipe.save_pretrained(folder)

@@ -40,8 +40,20 @@ _STAGE = MappingProxyType(
 """Stage folder and the file that marks a finished stage."""
 
 
+def from_start(cfg: TrainingConfig, recipe: str) -> bool:
+    """Whether ``start_from`` provides ``recipe``'s model, so that the recipe does not run."""
+    if not cfg.start_from:
+        return False
+    return recipe in ("text-tokenizer", "vqvae") or (
+        recipe in ("coglm", "dsr", "itersr") and not cfg.trains(recipe)
+    )
+
+
 def is_finished(cfg: TrainingConfig, recipe: str) -> bool:
-    """True when ``recipe``'s final output exists (``assemble`` is never skipped)."""
+    """True when ``recipe``'s final output exists, or ``start_from`` provides its model
+    (``assemble`` is never skipped)."""
+    if from_start(cfg, recipe):
+        return True
     if recipe not in _STAGE:
         return False
     stage, marker = _STAGE[recipe]
@@ -80,7 +92,8 @@ def run_recipe(
         The recipe's output (stage folder, final model folder or weights folder).
 
     Raises:
-        ValueError: unknown recipe, or an existing run without ``resume``.
+        ValueError: unknown recipe, an existing run without ``resume``, or a recipe whose
+            model ``start_from`` provides.
     """
     from .assemble import assemble_recipe
     from .pretrain import pretrain_recipe
@@ -100,13 +113,18 @@ def run_recipe(
     if recipe == "all":
         result = Path(cfg.workdir)
         for name in RECIPE_NAMES:
-            if resume and is_finished(cfg, name):
+            if from_start(cfg, name) or (resume and is_finished(cfg, name)):
                 continue
             _check_fresh(cfg, name, resume)
             result = runners[name]()
         return result
     if recipe not in runners:
         raise ValueError(f"unknown recipe {recipe!r}; choose from {[*RECIPE_NAMES, 'all']}")
+    if from_start(cfg, recipe):
+        raise ValueError(
+            f"start_from = {cfg.start_from!r} provides the {recipe} model; name it in retrain "
+            "(coglm, dsr, itersr) or remove start_from to train it"
+        )
     _check_fresh(cfg, recipe, resume)
     return runners[recipe]()
 

@@ -15,6 +15,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
+    "FINAL",
+    "RETRAINABLE",
     "AssembleRecipe",
     "CogLMRecipe",
     "DSRRecipe",
@@ -185,9 +187,15 @@ class TokenizeRecipe:
         num_clusters: K-means clusters of the codebook (cluster sampling).
         batch_size: Images per VQ-VAE encoder call.
         high_images: Training images whose high-resolution render is tokenised (a seeded
-            subset; 0 = all); the held-out split gets the same fraction. The super-resolution recipes only see this subset; at a CPU
-            budget they see a few thousand samples, and encoding every 480 px render costs
-            more than training on them.
+            subset; 0 = all); the held-out split gets the same fraction. The
+            super-resolution recipes only see this subset; at a CPU budget they see a few
+            thousand samples, and encoding every 480 px render costs more than training on
+            them.
+        high_subset: ``"random"``: the ``high_images`` subset above. ``"trained"``: exactly
+            the records the recipes train on (``[data] skin_tones``, ``train_styles``,
+            ``train_groups``; the same filter in the held-out split), so the
+            super-resolution models see every concept CogLM learnt; ``high_images`` must
+            then be 0.
         seed: K-means and subset seed.
     """
 
@@ -195,11 +203,21 @@ class TokenizeRecipe:
     num_clusters: int = 64
     batch_size: int = 32
     high_images: int = 0
+    high_subset: str = "random"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.high_images < 0:
             raise ValueError(f"high_images must be >= 0 (0 = all), got {self.high_images}")
+        if self.high_subset not in ("random", "trained"):
+            raise ValueError(
+                f"[tokenize] high_subset must be 'random' or 'trained', got {self.high_subset!r}"
+            )
+        if self.high_subset == "trained" and self.high_images:
+            raise ValueError(
+                "[tokenize] high_images must be 0 with high_subset = 'trained' (the trained "
+                f"records decide the subset), got {self.high_images}"
+            )
 
 
 @dataclass(frozen=True)
@@ -217,6 +235,8 @@ class CogLMRecipe(OptimConfig):
         text_dropout: Probability that a text-to-image sample is trained without its text, so
             that the model also learns the unconditional distribution that classifier-free
             guidance (``PipelineConfig.guidance_scale``) contrasts with the prompt.
+        caption_end: The caption task also learns the pad that ends a caption, so that
+            ``CogView2Pipeline.caption`` stops there (``paper`` variant; not in the release).
     """
 
     num_layers: int = 6
@@ -227,9 +247,14 @@ class CogLMRecipe(OptimConfig):
     caption_ratio: float = 0.3
     patch_size: int = 4
     text_dropout: float = 0.0
+    caption_end: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.caption_end, bool):
+            raise ValueError(f"[coglm] caption_end must be true or false, got {self.caption_end!r}")
+        if self.caption_end and self.variant != "paper":
+            raise ValueError("[coglm] caption_end needs variant = 'paper'")
         for name in ("caption_ratio", "text_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not 0.0 <= value < 1.0:
@@ -238,17 +263,27 @@ class CogLMRecipe(OptimConfig):
 
 @dataclass(frozen=True)
 class DSRRecipe(OptimConfig):
-    """Direct super-resolution fine-tuning (frozen base; attention_plus + extra positions).
+    """Direct super-resolution fine-tuning (attention_plus + extra positions; base frozen).
 
     Attributes:
         text_slots: ``DSRConfig.text_slots``.
         cross_kernel: ``DSRConfig.cross_kernel``.
         local_kernel: ``DSRConfig.local_kernel``.
+        train_base: Fine-tune a copy of CogLM's transformer too (the release freezes it and
+            shares it with stage 1). A small CogLM's frozen MLPs leave DSR too little to
+            learn with; a trained copy is stored in ``dsr/base/`` of the weights folder
+            (docs/deviations.md).
     """
 
     text_slots: int = 40
     cross_kernel: tuple[int, int] = (5, 5)
     local_kernel: tuple[int, int] = (9, 5)
+    train_base: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.train_base, bool):
+            raise ValueError(f"[dsr] train_base must be true or false, got {self.train_base!r}")
 
 
 @dataclass(frozen=True)
@@ -295,6 +330,12 @@ class AssembleRecipe:
         check_guidance_scale(self.guidance_scale)
 
 
+FINAL = "final"
+"""A trained stage's finished model: ``<workdir>/<stage>/final/``."""
+
+RETRAINABLE: tuple[str, ...] = ("coglm", "dsr", "itersr")
+"""The models a run on ``start_from`` can train (``TrainingConfig.retrain``)."""
+
 _SECTIONS: dict[str, type] = {
     "data": DataRecipe,
     "text_tokenizer": TextTokenizerRecipe,
@@ -313,9 +354,37 @@ class TrainingConfig:
 
     Attributes:
         workdir: Run folder (``<workdir>/<stage>/``).
+        start_from: A pipeline weights folder (``CogView2Pipeline.save_pretrained``) to build
+            on (empty: train everything). Its tokenizer and cluster labels are used as they
+            are (the ``text-tokenizer`` and ``vqvae`` recipes do not run), and so are the models
+            that ``retrain`` does not name.
+        retrain: With ``start_from``: the models this run trains, a subset of ``"coglm"``,
+            ``"dsr"``, ``"itersr"``. ``coglm`` fine-tunes ``start_from``'s CogLM; ``dsr`` and
+            ``itersr`` train new models on the CogLM of this run. The other recipes are
+            skipped by ``all`` and refused alone; ``assemble`` takes their models from
+            ``start_from``.
     """
 
     workdir: str = "runs/emoji"
+    start_from: str = ""
+    retrain: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.retrain) - set(RETRAINABLE))
+        if unknown:
+            raise ValueError(f"retrain {unknown} are not models; choose from {list(RETRAINABLE)}")
+        if bool(self.start_from) != bool(self.retrain):
+            raise ValueError(
+                "start_from and retrain go together: start_from names the weights folder, "
+                f"retrain the models trained on it; got start_from={self.start_from!r}, "
+                f"retrain={list(self.retrain)}"
+            )
+
+    def trains(self, model: str) -> bool:
+        """Whether this run trains ``model`` (``"coglm"``, ``"dsr"`` or ``"itersr"``) rather
+        than taking it from ``start_from``."""
+        return not self.start_from or model in self.retrain
+
     data: DataRecipe = field(default_factory=DataRecipe)
     text_tokenizer: TextTokenizerRecipe = field(default_factory=TextTokenizerRecipe)
     vqvae: VQVAERecipe = field(default_factory=VQVAERecipe)
@@ -331,14 +400,35 @@ class TrainingConfig:
         root = Path(self.workdir)
         return {name: root / name for name in _SECTIONS if name not in ("data", "assemble")}
 
+    @property
+    def coglm_folder(self) -> Path:
+        """The CogLM of this run, which DSR and ITERSR build on: ``coglm/final``, or
+        ``start_from``'s when this run does not train one."""
+        if self.trains("coglm"):
+            return self.stage_dirs["coglm"] / FINAL
+        return Path(self.start_from) / "coglm"
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
         """Build from a parsed TOML document (unknown sections or keys raise ValueError)."""
-        unknown = sorted(set(d) - set(_SECTIONS) - {"workdir"})
+        top = ("workdir", "start_from", "retrain")
+        unknown = sorted(set(d) - set(_SECTIONS) - set(top))
         if unknown:
-            raise ValueError(f"unknown sections {unknown}; allowed: workdir, {sorted(_SECTIONS)}")
+            raise ValueError(
+                f"unknown sections {unknown}; allowed: {', '.join(top)}, {sorted(_SECTIONS)}"
+            )
         parts = {k: _from_dict(cls_, dict(d.get(k, {})), k) for k, cls_ in _SECTIONS.items()}
-        return cls(workdir=str(d.get("workdir", cls.workdir)), **parts)
+        start_from, retrain = d.get("start_from", ""), d.get("retrain", [])
+        if not isinstance(start_from, str):
+            raise ValueError(f"start_from must be a folder path string, got {start_from!r}")
+        if not isinstance(retrain, list) or not all(isinstance(m, str) for m in retrain):
+            raise ValueError(f"retrain must be a list of model names, got {retrain!r}")
+        return cls(
+            workdir=str(d.get("workdir", cls.workdir)),
+            start_from=start_from,
+            retrain=tuple(retrain),
+            **parts,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (TOML/JSON friendly)."""

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretrained, train
+from coglm_core.pretrained import from_pretrained as load_coglm
 from icetk import VocabularyLayout
 
 from .._layout import coglm_id_fields, layout_pad_id
-from .config import TrainingConfig
+from .config import FINAL, TrainingConfig
 from .runtime import barrier, default_device, is_main
 from .tokenize_data import cfg_low, ensure_coglm_samples
 from .tokenizers import load_trained_tokenizer
@@ -23,8 +24,6 @@ from .tokenizers import load_trained_tokenizer
 __all__ = ["coglm_config", "pretrain_recipe"]
 
 _log = logging.getLogger(__name__)
-
-FINAL = "final"
 
 
 def coglm_config(cfg: TrainingConfig, layout: VocabularyLayout) -> CogLMConfig:
@@ -67,6 +66,7 @@ def train_config(cfg: TrainingConfig) -> TrainConfig:
         variant=rc.variant,  # type: ignore[arg-type]
         caption_ratio=rc.caption_ratio,
         text_dropout=rc.text_dropout,
+        caption_end=rc.caption_end,
         checkpoint_every=rc.checkpoint_every,
         autocast_dtype=rc.autocast or None,
         fsdp=rc.fsdp,
@@ -76,7 +76,8 @@ def train_config(cfg: TrainingConfig) -> TrainConfig:
 def pretrain_recipe(
     cfg: TrainingConfig, *, device: str | None = None, progress: bool = True
 ) -> Path:
-    """Pretrain CogLM on ``<workdir>/tokenize/coglm-train.bin``; resumes from the last step folder.
+    """Pretrain CogLM on ``<workdir>/tokenize/coglm-train.bin`` (or fine-tune ``start_from``'s);
+    resumes from the last step folder.
 
     The sample file is rebuilt first when ``[data]`` changed what it holds (``skin_tones``,
     ``caption_templates``); a resumed run then continues on the new samples.
@@ -95,7 +96,12 @@ def pretrain_recipe(
     barrier()
     data = TokenDataset(cfg.stage_dirs["tokenize"] / "coglm-train.bin", model_cfg.sequence_length)
     torch.manual_seed(cfg.coglm.seed)
-    model = CogLM(model_cfg).to(default_device(device))
+    if cfg.start_from:  # fine-tune the weights folder's CogLM (its own sizes)
+        model = load_coglm(
+            Path(cfg.start_from) / "coglm", device=default_device(device), dtype=torch.float32
+        )
+    else:
+        model = CogLM(model_cfg).to(default_device(device))
     n = sum(p.numel() for p in model.parameters())
     _log.info("coglm: %.2fM parameters, %d samples", n / 1e6, len(data))
     train(model, data, train_config(cfg), out, progress=progress)

@@ -16,9 +16,8 @@ from coglm_core.pretrained import save_pretrained as save_coglm
 from .. import _weights as W
 from ..models.config import DSRConfig, ITERSRConfig, config_to_json
 from ..models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
-from .config import TrainingConfig
+from .config import FINAL, TrainingConfig
 from .loop import run_loop
-from .pretrain import FINAL
 from .runtime import barrier, default_device, is_main, wrap_model
 from .tokenize_data import load_token_split, training_rows
 
@@ -127,10 +126,12 @@ def _train_sr(
     dev = default_device(device)
     tensors, texts = load_token_split(cfg.stage_dirs["tokenize"], "train")
     low_grid, high_grid = cfg.data.low_size // 8, cfg.data.high_size // 8
-    base = load_coglm(cfg.stage_dirs["coglm"] / FINAL, device=dev)
+    # float32 master weights even when the CogLM comes from an fp16 weights folder
+    base = load_coglm(cfg.coglm_folder, device=dev, dtype=torch.float32)
     torch.manual_seed(rc.seed)
     if kind == "dsr":
-        base.requires_grad_(False)  # reference.md §4.5: the base is frozen
+        # reference.md §4.5: the base is frozen (unless the recipe trains DSR's own copy)
+        base.requires_grad_(cfg.dsr.train_base)
         sr_cfg = DSRConfig(
             text_slots=cfg.dsr.text_slots,
             low_grid=low_grid,
@@ -167,17 +168,20 @@ def _train_sr(
     )
     done = bool(history) and history[-1]["step"] == rc.steps
     if is_main() and (done or (not history and (out / "checkpoint").exists())):
-        save_sr_folder(model, out / FINAL)
+        save_sr_folder(model, out / FINAL, own_base=kind == "itersr" or cfg.dsr.train_base)
     barrier()
     return out / FINAL
 
 
-def save_sr_folder(model: DirectSuperResolution | IterativeSuperResolution, folder: Path) -> None:
-    """Write ``sr_config.json`` + ``mixins.safetensors`` (and ``base/`` for ITERSR, whose whole
-    transformer is fine-tuned) in the pipeline folder's per-model format."""
+def save_sr_folder(
+    model: DirectSuperResolution | IterativeSuperResolution, folder: Path, *, own_base: bool
+) -> None:
+    """Write ``sr_config.json`` + ``mixins.safetensors`` (and ``base/`` when the model's
+    transformer was fine-tuned: ITERSR, and DSR with ``train_base``) in the pipeline folder's
+    per-model format."""
     W.atomic_write_text(folder / W.SR_CONFIG_FILE, config_to_json(model.config) + "\n")
     W.atomic_save_tensors(model.mixin_state_dict(), folder / W.MIXINS_FILE)
-    if isinstance(model, IterativeSuperResolution):
+    if own_base:
         save_coglm(model.base, folder / "base")
 
 

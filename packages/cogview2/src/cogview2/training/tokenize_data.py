@@ -31,7 +31,7 @@ from coglm_core.data import write_token_file
 from icetk import IceTokenizer
 
 from .._layout import layout_pad_id
-from .._weights import atomic_save_tensors, atomic_write_text
+from .._weights import LABELS_FILE, atomic_save_tensors, atomic_write_text
 from ..data import SPLITS, EmojiDataset, make_caption
 from ..data.dataset import select_records
 from .config import TrainingConfig
@@ -41,6 +41,7 @@ from .tokenizers import load_trained_tokenizer
 __all__ = [
     "coglm_sample",
     "ensure_coglm_samples",
+    "kept_records",
     "load_token_split",
     "tokenize_recipe",
     "training_rows",
@@ -99,6 +100,13 @@ def _high_limit(cfg: TrainingConfig, split: str, n: int) -> int:
     return max(1, -(-limit * n // max(n_train, 1)))
 
 
+def _high_index(cfg: TrainingConfig, split: str, records: list[dict]) -> list[int]:
+    """Sorted record indices of ``split`` whose high-resolution render is tokenised."""
+    if cfg.tokenize.high_subset == "trained":
+        return kept_records(cfg, records, split)
+    return high_subset(len(records), _high_limit(cfg, split, len(records)), cfg.tokenize.seed)
+
+
 def _tokenize_split(
     cfg: TrainingConfig, tokenizer: IceTokenizer, split: str, out: Path, progress: bool
 ) -> None:
@@ -110,7 +118,7 @@ def _tokenize_split(
     rank, size = world()
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    high_index = high_subset(len(low), _high_limit(cfg, split, len(low)), cfg.tokenize.seed)
+    high_index = _high_index(cfg, split, low.records)
     wanted = set(high_index)
     mine = [k for k in range(len(starts)) if k % size == rank]
     for k in tqdm(mine, disable=not progress or rank != 0, desc=f"tokenize {split}"):
@@ -171,35 +179,30 @@ def load_token_split(folder: Path, split: str) -> tuple[dict[str, torch.Tensor],
     return load_file(path), texts
 
 
-def _record_rows(cfg: TrainingConfig, n: int) -> torch.Tensor:
-    """(n,) bool: the training split's records whose style is in ``[data] train_styles`` and
-    whose group is in ``train_groups`` (an empty list keeps every value).
+def kept_records(cfg: TrainingConfig, records: list[dict], split: str = "train") -> list[int]:
+    """Sorted indices of the ``records`` (of one split, in order) that the recipes train on:
+    ``[data] train_styles`` and ``train_groups`` (an empty list keeps every value), and
+    ``skin_tones = false`` drops the skin-tone variants (``code != concept``).
 
-    The tokenised split holds the data set's training records in order (``styles`` filter
-    applied), so the styles and groups come from the data set's own records.
+    Raises:
+        ValueError: a train style or group with no record in the split.
     """
-    records = EmojiDataset(
-        cfg.data.root, "train", cfg.data.low_size, styles=cfg.data.style_filter
-    ).records
-    if len(records) != n:
-        raise ValueError(
-            f"the tokenised training split has {n} records, the data set {len(records)}: "
-            "re-run `cogview2 train tokenize` on this data set"
-        )
     rows = select_records(
         records,
-        range(n),
+        range(len(records)),
         {"style": cfg.data.train_styles, "group": cfg.data.train_groups},
-        error="[data] train_{key}s {unknown} have no training records; the data set has {present}",
+        error="[data] train_{key}s {unknown} have no "
+        + ("training" if split == "train" else split)
+        + " records; the data set has {present}",
     )
-    keep = torch.zeros(n, dtype=torch.bool)
-    keep[rows] = True
-    return keep
+    if not cfg.data.skin_tones:
+        rows = [i for i in rows if records[i]["code"] == records[i]["concept"]]
+    return sorted(rows)
 
 
 def training_rows(cfg: TrainingConfig, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     """Record indices of the tokenised training split that the recipes train on
-    (``[data] skin_tones``, ``train_styles`` and ``train_groups``).
+    (``[data] skin_tones``, ``train_styles`` and ``train_groups``; see `kept_records`).
 
     Returns:
         (K,) long, ascending.
@@ -209,17 +212,23 @@ def training_rows(cfg: TrainingConfig, tensors: dict[str, torch.Tensor]) -> torc
             ``train_styles`` / ``train_groups`` that do not match the data set.
     """
     n = len(tensors["low"])
-    keep = torch.ones(n, dtype=torch.bool)
-    if not cfg.data.skin_tones:
-        if "skin_tone_variant" not in tensors:
-            raise ValueError(
-                "[data] skin_tones = false needs the skin_tone_variant flag of the tokenised "
-                "split; re-run `cogview2 train tokenize` (cheap: the encoded chunks are kept)"
-            )
-        keep &= tensors["skin_tone_variant"] == 0
-    if cfg.data.train_styles or cfg.data.train_groups:
-        keep &= _record_rows(cfg, n)
-    return keep.nonzero().flatten()
+    if not cfg.data.skin_tones and "skin_tone_variant" not in tensors:
+        raise ValueError(
+            "[data] skin_tones = false needs the skin_tone_variant flag of the tokenised "
+            "split; re-run `cogview2 train tokenize` (cheap: the encoded chunks are kept)"
+        )
+    if cfg.data.skin_tones and not cfg.data.train_styles and not cfg.data.train_groups:
+        return torch.arange(n)
+    # the tokenised split holds the data set's training records in order (``styles`` applied)
+    records = EmojiDataset(
+        cfg.data.root, "train", cfg.data.low_size, styles=cfg.data.style_filter
+    ).records
+    if len(records) != n:
+        raise ValueError(
+            f"the tokenised training split has {n} records, the data set {len(records)}: "
+            "re-run `cogview2 train tokenize` on this data set"
+        )
+    return torch.tensor(kept_records(cfg, records), dtype=torch.long)
 
 
 def _samples_meta(cfg: TrainingConfig) -> dict:
@@ -278,11 +287,14 @@ def tokenize_recipe(cfg: TrainingConfig, *, progress: bool = True) -> Path:
     if is_main():
         (out / "coglm-train.json").unlink(missing_ok=True)  # the split may have changed
         ensure_coglm_samples(cfg, layout_pad_id(tokenizer.layout))
-        k = min(cfg.tokenize.num_clusters, tokenizer.num_image_tokens)
-        labels = cluster_codebook(tokenizer.codebook, k, seed=cfg.tokenize.seed)
         tmp = out / ".cluster_labels.tmp.npy"
-        np.save(tmp, labels.numpy().astype(np.int64))
+        if cfg.start_from:  # the labels the weights folder's CogLM was sampled with
+            np.save(tmp, np.load(Path(cfg.start_from) / LABELS_FILE, allow_pickle=False))
+        else:
+            k = min(cfg.tokenize.num_clusters, tokenizer.num_image_tokens)
+            labels = cluster_codebook(tokenizer.codebook, k, seed=cfg.tokenize.seed)
+            np.save(tmp, labels.numpy().astype(np.int64))
+            _log.info("tokenize: %d clusters", k)
         tmp.replace(out / "cluster_labels.npy")
-        _log.info("tokenize: %d clusters", k)
     barrier()
     return out

@@ -168,11 +168,16 @@ def train_vqvae_recipe(
 
 
 def load_trained_tokenizer(cfg: TrainingConfig) -> IceTokenizer:
-    """The IceTokenizer made of the two trained parts (text model + VQ-VAE).
+    """The IceTokenizer made of the two trained parts (text model + VQ-VAE), or the one of
+    ``start_from``'s weights folder (in float32).
 
     Raises:
         FileNotFoundError: a recipe has not run yet (names the file).
     """
+    if cfg.start_from:
+        tokenizer = IceTokenizer.from_pretrained(Path(cfg.start_from) / "tokenizer")
+        tokenizer.image.model.float()
+        return tokenizer
     text_dir, vq_dir = cfg.stage_dirs["text_tokenizer"], cfg.stage_dirs["vqvae"]
     for path in (text_dir / LAYOUT_FILE, text_dir / TEXT_MODEL, vq_dir / VQVAE_CONFIG):
         if not path.is_file():
