@@ -33,6 +33,7 @@ SMALL_EVAL = EvalConfig(
     grid_tile=48,
     num_seen_prompts=2,
     grid_samples=2,
+    fidelity_concepts=2,
     classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4, max_images=1),
 )
 
@@ -60,6 +61,22 @@ def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
     assert "guidance scale 1.0" in table
     grid = Image.open(tmp_path / "eval-samples.png")
     assert grid.size[0] == 2 * (48 + 4) + 4
+    # the per-stage fidelity table: two training concepts, every stage and the ceiling
+    fid = saved["fidelity"]
+    assert len(fid["concepts"]) == 2 and fid["mean"]["concepts"] == 2
+    for concept in fid["concepts"]:
+        assert set(concept["psnr"]) == set(concept["ssim"]) == {"bicubic", "dsr", "lopar", "vqvae"}
+        assert all(0 < v < 100 for v in concept["psnr"].values())
+        assert all(-1 <= v <= 1 for v in concept["ssim"].values())
+        assert 0 <= concept["dsr_token_accuracy"] <= 1
+        assert len(concept["lopar_token_accuracy"]) == 6
+    mean_psnr = sum(c["psnr"]["lopar"] for c in fid["concepts"]) / 2
+    assert abs(fid["mean"]["psnr"]["lopar"] - mean_psnr) < 1e-9
+    assert "## Per-stage fidelity on training concepts" in table
+    assert (
+        f"(d) VQ-VAE reconstruction of the real render (the ceiling) | {fid['mean']['psnr']['vqvae']:.2f} dB"
+        in table
+    )
 
 
 def test_eval_takes_training_concepts_from_the_chosen_groups_and_styles(
@@ -126,11 +143,29 @@ def test_eval_skips_seen_prompts_when_the_classifier_used_every_render(
         num_distractors=1,
         psnr_images=2,
         grid_tile=48,
+        fidelity_concepts=0,
         classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4),
     )
     results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False)
+    assert "fidelity" not in results  # 0 skips the per-stage table
     assert "seen" not in results and not (tmp_path / "eval-samples-seen.png").exists()
     assert "skipping the training-concept prompts" in caplog.text
+
+
+def test_eval_fidelity_option_is_checked_by_the_command_line(capsys):
+    parser = argparse.ArgumentParser()
+    add_eval_command(parser.add_subparsers(dest="command"))
+    base = ["eval", "--weights", "w", "--data", "d", "--out", "o"]
+    assert parser.parse_args(base).fidelity_concepts == EvalConfig().fidelity_concepts == 16
+    assert parser.parse_args([*base, "--fidelity-concepts", "0"]).fidelity_concepts == 0
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit) as err:
+            parser.parse_args([*base, "--fidelity-concepts", bad])
+        assert err.value.code == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "argument --fidelity-concepts" in line and "expected a whole number >= 0" in line
+    with pytest.raises(ValueError, match="fidelity_concepts must be >= 0"):
+        EvalConfig(fidelity_concepts=-1)
 
 
 def test_eval_config_rejects_bad_counts():

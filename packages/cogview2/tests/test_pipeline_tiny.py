@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -116,6 +117,81 @@ def test_completion_keeps_context_tokens_bit_identical(tiny_pipe) -> None:
     assert out.tokens.shape == (2, 12, 12)
     assert torch.equal(out.tokens[:, ~inside], original[~inside].expand(2, -1))
     assert not torch.equal(out.tokens[:, inside], original[inside].expand(2, -1))
+
+
+def _pixels(image: Image.Image) -> torch.Tensor:
+    """(H, W, 3) uint8 of an RGB image."""
+    return torch.from_numpy(np.asarray(image).copy())
+
+
+def test_completion_pastes_the_box_into_the_original_pixels(tiny_pipe) -> None:
+    """Pixels ``feather`` px or more from the box are the input's own, bit for bit; inside the
+    box the picture is the decoded one; ``keep_outside=False`` gives the whole decoded picture."""
+    torch.manual_seed(0)
+    image = Image.fromarray((torch.rand(96, 96, 3) * 255).to(torch.uint8).numpy(), mode="RGB")
+    box, feather = (0.25, 0.25, 0.75, 0.5), 4
+
+    def complete(**kwargs):
+        return tiny_pipe.complete(
+            image, box, "a red apple", num_images=2, generator=_gen(6), progress=False, **kwargs
+        )
+
+    pasted, raw = complete(), complete(keep_outside=False)
+    assert torch.equal(pasted.tokens, raw.tokens)
+    original = _pixels(image)
+    near = torch.zeros(96, 96, dtype=torch.bool)
+    near[24 - feather + 1 : 72 + feather - 1, 24 - feather + 1 : 48 + feather - 1] = True
+    for got, whole in zip(pasted.images, raw.images, strict=True):
+        px = _pixels(got)
+        dec = _pixels(whole)
+        assert torch.equal(px[~near], original[~near])  # farther than the feather: unchanged
+        assert torch.equal(px[24:72, 24:48], dec[24:72, 24:48])  # the box: the decoded picture
+        assert not torch.equal(dec[~near], original[~near])  # which the paste is needed for
+    hard = complete(feather=0, output_type="pt")
+    x = original.permute(2, 0, 1) / 255.0
+    outside = torch.ones(96, 96, dtype=torch.bool)
+    outside[24:72, 24:48] = False
+    assert torch.equal(hard.images[:, :, outside], x[:, outside].expand(2, -1, -1))
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="feather must be an int >= 0"):
+            tiny_pipe.complete(image, box, "a red apple", feather=bad, progress=False)
+
+
+def test_feathered_alpha_ramps_outside_the_box() -> None:
+    from cogview2.stages.completion import feathered_box_alpha
+
+    a = feathered_box_alpha((0.25, 0.25, 0.5, 0.5), 16, 2)  # box pixels [4, 8) × [4, 8)
+    assert a[4:8, 4:8].eq(1).all() and a.shape == (16, 16)
+    assert a[8, 5] == 0.5 and a[3, 3] == 0.5 and a[9, 5] == 0 and a[2, 5] == 0
+    assert a[:2].eq(0).all() and a[10:].eq(0).all()
+
+
+def test_caption_stops_at_the_pad_only_for_models_trained_to_end(tiny_pipe, monkeypatch) -> None:
+    """``PipelineConfig.caption_end``: the pad is allowed and ends the caption; without it
+    (the release's models) nothing ends a caption before its length."""
+    import dataclasses
+
+    import cogview2.pipeline as module
+
+    calls = []
+    real = module.generate_caption_ids
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "generate_caption_ids", spy)
+    image = Image.new("RGB", (96, 96), (200, 30, 30))
+    pad = tiny_pipe.coglm.config.pad_id
+    tiny_pipe.caption(image, generator=_gen(0))
+    assert calls[-1]["stop_ids"] == ()
+    config = tiny_pipe.config
+    monkeypatch.setattr(tiny_pipe, "config", dataclasses.replace(config, caption_end=True))
+    tiny_pipe.caption(image, generator=_gen(0))
+    assert calls[-1]["stop_ids"] == (pad,) and calls[-1]["allowed_ids"][pad]
+    english = calls[-1]["allowed_ids"].clone()
+    english[pad] = calls[0]["allowed_ids"][pad]
+    assert torch.equal(english, calls[0]["allowed_ids"])  # otherwise the same language mask
 
 
 def test_caption_returns_text(tiny_pipe) -> None:

@@ -43,6 +43,47 @@ def test_recipes_match_reference_table() -> None:
     assert (plain.topk_dsr, plain.temp_cluster_dsr) == (5, 0.4)  # as the flat-art styles
 
 
+def test_released_styles_sample_lopar_as_the_release() -> None:
+    for name, recipe in RECIPES.items():
+        if name != "plain":  # the demo weights' recipe is calibrated (docs/deviations.md)
+            assert (recipe.lopar_top_k, recipe.lopar_temperature) == (PASS_TOP_K, 1.0)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"lopar_top_k": (40, 40)},
+        {"lopar_top_k": (40, 40, 40, 20, 20, 0)},
+        {"lopar_top_k": (40, 40, 40, 20, 20, True)},
+        {"lopar_temperature": 0.0},
+    ],
+)
+def test_lopar_sampling_fields_are_checked(changes) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="lopar_"):
+        replace(RECIPES["none"], **changes)
+
+
+def test_itersr_uses_the_recipe_top_k_and_temperature(tiny_pipe, monkeypatch) -> None:
+    """The pipeline passes the recipe's LoPAR top-k and temperature to every pass."""
+    from dataclasses import replace
+
+    import cogview2.stages.super_resolution as sr
+
+    seen = []
+    real = sr.TopKSampler
+
+    def spy(top_k, temperature):
+        seen.append((top_k, temperature))
+        return real(top_k, temperature)
+
+    monkeypatch.setattr(sr, "TopKSampler", spy)
+    recipe = replace(RECIPES["none"], lopar_top_k=(1, 2, 3, 4, 5, 6), lopar_temperature=0.5)
+    tiny_pipe("a cat", style=recipe, generator=torch.Generator().manual_seed(0), progress=False)
+    assert seen == [(k, 0.5) for k in (1, 2, 3, 4, 5, 6)]
+
+
 def test_unknown_style_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"unknown style 'anime'.*mainbody"):
         get_recipe("anime")

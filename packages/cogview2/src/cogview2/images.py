@@ -72,7 +72,11 @@ def tokens_to_images(
     images = images.float().clamp(0, 1)
     if images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="nearest")
-    if output_type == "pt":
-        return images
-    arrays = (images * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return images if output_type == "pt" else to_pil(images)
+
+
+def to_pil(images: Tensor) -> list[Image.Image]:
+    """RGB PIL images of float (N, 3, S, S) images in [0, 1] (rounded to the nearest level, so
+    an image read from 8-bit pixels comes back bit for bit)."""
+    arrays = (images * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(a, mode="RGB") for a in arrays]

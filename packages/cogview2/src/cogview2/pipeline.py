@@ -20,7 +20,7 @@ from icetk import IceTokenizer
 
 from . import _weights as W
 from .config import PipelineConfig, check_guidance_scale
-from .images import ImageLike, image_to_tensor, tokens_to_images
+from .images import ImageLike, image_to_tensor, to_pil, tokens_to_images
 from .memory import MemoryPlan, choose_plan
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .outputs import CogView2Output
@@ -28,7 +28,7 @@ from .placement import Placer
 from .recipes import SamplingRecipe, get_recipe
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
-from .stages.completion import Box, box_grid_mask
+from .stages.completion import Box, box_grid_mask, feathered_box_alpha, paste_into
 from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
 
@@ -313,6 +313,8 @@ class CogView2Pipeline:
                 tokens,
                 generator=generator,
                 max_batch=self.config.sr_batch,  # type: ignore[arg-type]
+                top_k=recipe.lopar_top_k,
+                temperature=recipe.lopar_temperature,
             )
             bar.update()
         bar.close()
@@ -379,6 +381,8 @@ class CogView2Pipeline:
         generator: torch.Generator | None = None,
         output_type: OutputType = "pil",
         progress: bool = True,
+        keep_outside: bool = True,
+        feather: int = 4,
     ) -> CogView2Output:
         """Regenerate the inside of ``box`` guided by ``prompt``; tokens outside stay as encoded.
 
@@ -391,6 +395,10 @@ class CogView2Pipeline:
             generator: Random source.
             output_type: As in `__call__`.
             progress: Progress bar.
+            keep_outside: Paste the decoded box into the input picture, so that every pixel
+                ``feather`` px or more outside the box is the input's own (False: the whole
+                decoded picture, whose pixels outside the box are the VQ-VAE's reconstruction).
+            feather: Width in px of the blend at the box edge (0: a hard edge).
 
         Returns:
             `CogView2Output`; ``tokens`` are the (N, 60, 60) final ids: outside the box's token
@@ -403,6 +411,7 @@ class CogView2Pipeline:
         x = image_to_tensor(image, [self.image_size])
         low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
         high_mask = box_grid_mask(box, self.image_size, self.high_grid)
+        alpha = feathered_box_alpha(box, self.image_size, feather)  # checks ``feather`` early
         text_ids = self.encode_prompt(prompt, recipe)
         device = self.device
         bar = tqdm(total=3, desc=f"complete: {STAGE_NAMES['coarse']}", disable=not progress)
@@ -444,10 +453,17 @@ class CogView2Pipeline:
             generator=generator,
             input_mask=high_mask,
             max_batch=self.config.sr_batch,
+            top_k=recipe.lopar_top_k,
+            temperature=recipe.lopar_temperature,
         )
         bar.update()
         bar.close()
-        return self._output(high, low, None, output_type)
+        if output_type == "tokens" or not keep_outside:
+            return self._output(high, low, None, output_type)
+        result = self._output(high, low, None, "pt")
+        pasted = paste_into(x, result.images, alpha)  # type: ignore[arg-type]
+        result.images = pasted if output_type == "pt" else to_pil(pasted)
+        return result
 
     # ----------------------------------------------------------------------------- captioning
     @torch.no_grad()
@@ -480,6 +496,12 @@ class CogView2Pipeline:
         ids = self._encode(x, self.low_image_size).reshape(1, -1).expand(num_captions, -1)
         lay = self.tokenizer.layout
         allowed = lay.allowed_ids(LANGUAGES[language], vocab_size=self.coglm.config.vocab_size)
+        stop: tuple[int, ...] = ()
+        if self.config.caption_end:  # the model learnt to end a caption with a pad
+            pad = self.coglm.config.pad_id
+            allowed = allowed.clone()
+            allowed[pad] = True
+            stop = (pad,)
         self._placer.enter("coarse")
         captions = generate_caption_ids(
             self.coglm,
@@ -488,6 +510,7 @@ class CogView2Pipeline:
             allowed_ids=allowed,
             max_length=max_length or self.config.caption_max_length,
             temperature=temperature,
+            stop_ids=stop,
             generator=generator,
         )
         return [self.tokenizer.decode_text(c) for c in captions]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from .lopar import NUM_PASSES, PASS_TOP_K
+
 
 @dataclass(frozen=True)
 class SamplingRecipe:
@@ -22,6 +24,9 @@ class SamplingRecipe:
         temp_all_dsr: DSR temperature T1. The release passes 1.0 regardless (§4.4).
         topk_dsr: DSR number of clusters kept.
         temp_cluster_dsr: DSR in-cluster temperature factor T2.
+        lopar_top_k: Top-k of each LoPAR pass of iterative super-resolution (the release:
+            40, 40, 40, 20, 20, 10 for every style).
+        lopar_temperature: Temperature of every LoPAR pass (the release: 1.0).
     """
 
     name: str
@@ -33,6 +38,18 @@ class SamplingRecipe:
     temp_all_dsr: float = 1.0
     topk_dsr: int = 100
     temp_cluster_dsr: float = 0.89
+    lopar_top_k: tuple[int, ...] = PASS_TOP_K
+    lopar_temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if len(self.lopar_top_k) != NUM_PASSES or not all(
+            isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.lopar_top_k
+        ):
+            raise ValueError(
+                f"lopar_top_k needs {NUM_PASSES} ints >= 1 (one per pass), got {self.lopar_top_k!r}"
+            )
+        if not self.lopar_temperature > 0:
+            raise ValueError(f"lopar_temperature must be > 0, got {self.lopar_temperature!r}")
 
     def format(self, prompt: str) -> str:
         """The text part of the prompt for this style (``template.format(prompt)``)."""

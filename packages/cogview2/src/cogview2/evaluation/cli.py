@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         guidance_scale=args.guidance,
         caption_template=args.template,
+        fidelity_concepts=args.fidelity_concepts,
         classifier=dataclasses.replace(ClassifierConfig(), steps=args.classifier_steps),
     )
     results = run_evaluation(
@@ -44,12 +45,29 @@ def _run(args: argparse.Namespace) -> int:
         f"{c['chance_group_uniform']:.3f}); FD {results['frechet']['generated_vs_real']:.3f}; "
         f"retrieval {q['generated_acc']:.3f} (chance {q['chance']:.3f}) -> {args.out}"
     )
+    if "fidelity" in results:
+        m = results["fidelity"]["mean"]
+        print(
+            "per stage, PSNR against the real renders: bicubic {bicubic:.2f}, DSR {dsr:.2f}, "
+            "DSR + LoPAR {lopar:.2f}, VQ-VAE ceiling {vqvae:.2f} dB".format(**m["psnr"])
+        )
     if "seen" in results:
         s = results["seen"]
         print(
             f"training concepts: group acc {s['gen_group_acc']:.3f} (real {s['real_group_acc']:.3f})"
         )
     return 0
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0 (the error names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +77,7 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a weights folder on the held-out emoji prompts",
         description="VQ-VAE PSNR, group-classifier accuracy, Fréchet distance in the classifier's "
-        "features and inverse-prompt retrieval; writes eval-results.md/.json and "
+        "features, inverse-prompt retrieval and per-stage fidelity to the real renders; writes eval-results.md/.json and "
         "eval-samples.png into --out.",
     )
     p.add_argument("--weights", type=Path, required=True, help="pipeline weights folder")
@@ -85,6 +103,14 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="STYLE",
         help="take the training-concept prompts from these art styles (e.g. twemoji)",
+    )
+    p.add_argument(
+        "--fidelity-concepts",
+        type=_count,
+        default=d.fidelity_concepts,
+        metavar="N",
+        help="training concepts whose every stage is compared with the real render (PSNR, "
+        "SSIM, teacher-forced token accuracy; needs scikit-image: cogview2[eval]); 0: none",
     )
     p.add_argument("--grid-samples", type=int, default=d.grid_samples, help="images per grid")
     p.add_argument("--distractors", type=int, default=d.num_distractors)

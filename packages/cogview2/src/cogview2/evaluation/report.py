@@ -43,6 +43,44 @@ def _seen_rows(seen: dict[str, Any] | None, cfg: dict[str, Any]) -> list[tuple[s
     ]
 
 
+_FIDELITY_LABELS = {
+    "bicubic": "(a) stage 1, decoded and bicubic-upscaled",
+    "dsr": "(b) stage 1 + direct super-resolution",
+    "lopar": "(c) stage 1 + DSR + LoPAR (the final picture)",
+    "vqvae": "(d) VQ-VAE reconstruction of the real render (the ceiling)",
+}
+
+
+def _fidelity_lines(fid: dict[str, Any] | None) -> list[str]:
+    """The per-stage fidelity table (`stage_fidelity` results as JSON)."""
+    if not fid:
+        return []
+    m = fid["mean"]
+    n = m["concepts"]
+    passes = ", ".join(f"{_pct(a)}" for a in m["lopar_token_accuracy"])
+    return [
+        "## Per-stage fidelity on training concepts",
+        "",
+        f"{n} training concepts (base emoji of the groups and styles above), each generated with "
+        f"seed {fid['seed']} + its index and style `{fid['style']}`, stopped after each stage; "
+        "every picture against the real render at the output size (mean over the concepts; "
+        "per concept in `eval-results.json`).",
+        "",
+        "| picture | PSNR | SSIM |",
+        "|---|---|---|",
+        *(
+            f"| {label} | {m['psnr'][row]:.2f} dB | {m['ssim'][row]:.3f} |"
+            for row, label in _FIDELITY_LABELS.items()
+        ),
+        "",
+        f"Final picture below its bicubic one: {m['lopar_below_bicubic']} of {n} concepts. "
+        "Teacher-forced token accuracy (argmax against the real render's tokens): DSR from the "
+        f"real 20×20 tokens {_pct(m['dsr_token_accuracy'])}; LoPAR passes 1–6, at the positions "
+        f"each pass re-masks, from the real 60×60 tokens: {passes}.",
+        "",
+    ]
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """The results table (every number comes from ``r``, the output of `run_evaluation`)."""
     c, f, q = r["classifier"], r["frechet"], r["retrieval"]
@@ -101,6 +139,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"![held-out samples]({SAMPLES_PNG})",
         "",
     ]
+    lines += _fidelity_lines(r.get("fidelity"))
     if r.get("seen"):
         lines += [
             f"Training concepts, the regime of the README's prompts (`{SEEN_SAMPLES_PNG}`):",

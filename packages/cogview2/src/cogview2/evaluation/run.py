@@ -28,11 +28,12 @@ from .classifier import (
     to_uint8,
     train_classifier,
 )
+from .fidelity import FidelityResults, stage_fidelity
 from .grid import sample_grid, save_png
 from .metrics import frechet_distance, psnr, retrieval_accuracy
 from .report import RESULTS_JSON, RESULTS_MD, SAMPLES_PNG, SEEN_SAMPLES_PNG, render_markdown
 
-__all__ = ["EvalConfig", "run_evaluation"]
+__all__ = ["EvalConfig", "fidelity_prompts", "run_evaluation"]
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class EvalConfig:
         grid_samples: Samples shown in each grid (evenly spaced over the prompts).
         grid_columns: Columns of the sample grid.
         grid_tile: Tile side of the grid (px).
+        fidelity_concepts: Training concepts (of ``seen_groups`` / ``seen_styles``, base emoji)
+            whose every stage is compared with the real render (`stage_fidelity`); 0 skips it.
         classifier: The group classifier.
     """
 
@@ -80,6 +83,7 @@ class EvalConfig:
     grid_samples: int = 16
     grid_columns: int = 4
     grid_tile: int = 160
+    fidelity_concepts: int = 16
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ class EvalConfig:
             raise ValueError("need num_prompts >= 2, num_distractors >= 1 and psnr_images >= 1")
         if self.num_seen_prompts < 0 or self.grid_samples < 1:
             raise ValueError("need num_seen_prompts >= 0 and grid_samples >= 1")
+        if isinstance(self.fidelity_concepts, bool) or self.fidelity_concepts < 0:
+            raise ValueError(f"fidelity_concepts must be >= 0, got {self.fidelity_concepts!r}")
 
 
 def _reconstruction_psnr(pipe: CogView2Pipeline, data: EmojiDataset, n: int) -> float:
@@ -191,6 +197,42 @@ def _generate(
         images.extend(result.images)  # type: ignore[arg-type]
         low.append(result.low_res_tokens.reshape(1, -1))
     return images, torch.cat(low)
+
+
+def fidelity_prompts(
+    pipe: CogView2Pipeline, data_root: str | Path, cfg: EvalConfig
+) -> tuple[list[str], list[int]]:
+    """Prompts and training-split record indices of the ``cfg.fidelity_concepts`` concepts whose
+    stages `stage_fidelity` measures: base emoji (no skin-tone variants) of
+    ``cfg.seen_groups`` / ``cfg.seen_styles`` whose caption fits, evenly spaced."""
+    train = EmojiDataset(data_root, "train", pipe.low_image_size)
+    candidates = select_records(
+        train.records,
+        [i for i, r in enumerate(train.records) if r["code"] == r["concept"]],
+        {"group": cfg.seen_groups, "style": cfg.seen_styles},
+        error="seen_{key}s {unknown} are not in the data set: {present}",
+    )
+    ids = _prompt_indices(pipe, train.records, candidates, cfg.fidelity_concepts, cfg)
+    return [make_caption(train.records[i], "en", cfg.caption_template) for i in ids], ids
+
+
+def _fidelity(
+    pipe: CogView2Pipeline, data_root: str | Path, cfg: EvalConfig, progress: bool
+) -> FidelityResults:
+    prompts, ids = fidelity_prompts(pipe, data_root, cfg)
+    renders = []
+    for side in (pipe.image_size, pipe.low_image_size):
+        data = EmojiDataset(data_root, "train", side)
+        renders.append(torch.stack([data[i]["image"] for i in ids]))
+    return stage_fidelity(
+        pipe,
+        prompts,
+        *renders,
+        seed=cfg.seed,
+        style=cfg.style,
+        guidance_scale=cfg.guidance_scale,
+        progress=progress,
+    )
 
 
 def _save_grid(images: list[Image.Image], prompts: list[str], cfg: EvalConfig, path: Path) -> None:
@@ -343,6 +385,8 @@ def run_evaluation(
             "real_group_acc": real_acc[0],
             "real_subgroup_acc": real_acc[1],
         }
+    if cfg.fidelity_concepts and {"dsr", "itersr"} <= set(cfg.stages):
+        results["fidelity"] = _fidelity(pipe, data_root, cfg, progress).to_json()
     results["seconds"] = round(time.perf_counter() - tick, 1)
     results["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
     results["torch_threads"] = torch.get_num_threads()

@@ -76,6 +76,7 @@ def iterative_super_resolution(
     input_mask: Tensor | None = None,
     max_batch: int = 4,
     top_k: tuple[int, ...] = PASS_TOP_K,
+    temperature: float = 1.0,
     on_pass: PassHook | None = None,
 ) -> Tensor:
     """Six LoPAR passes refining the hi-res tokens (reference.md §5.3).
@@ -91,6 +92,7 @@ def iterative_super_resolution(
         input_mask: Optional bool (N, high, high) or (high, high): only these positions change.
         max_batch: Samples per forward pass (4 in the release).
         top_k: Per-pass top-k (40, 40, 40, 20, 20, 10).
+        temperature: Temperature of every pass (1.0 in the release).
         on_pass: Optional hook receiving each pass's mask.
 
     Returns:
@@ -103,7 +105,7 @@ def iterative_super_resolution(
     boi = model.base.config.boi_id
     text = torch.tensor(text_ids[: cfg.text_slots], dtype=torch.long, device=device)
     order = tiled_order(cfg.high_grid, device=device)
-    samplers = [TopKSampler(k, 1.0) for k in top_k]
+    samplers = [TopKSampler(k, temperature) for k in top_k]
     outs, start = [], 0
     for size in batch_sizes(high_ids.shape[0], max_batch):
         tokens = (
