@@ -61,6 +61,16 @@ def test_cached_equals_recompute_token_for_token(
         assert (out[:, 9] == 7).all() and (out[:, 14] == 9).all()
 
 
+def test_progress_bar_counts_every_sampled_position(tiny_model: CogLM, capsys) -> None:
+    """The bar ends at n/n (it ended at n-1/n: the loop leaves by `break` after its last token)."""
+    tokens, pos, mask, _ = _stage1(tiny_model, batch=1)
+    n = tokens.shape[1] - 6  # positions after the 5 text ids and BOI
+    generate(tiny_model, tokens, pos, attention_mask=mask, sampler=multinomial_sampler(),
+             generator=torch.Generator().manual_seed(0), logits_range=(0, 64), progress=True)  # fmt: skip
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"{n}/{n}" in last, last
+
+
 def test_sampler_sees_the_previous_positions_logits(tiny_model: CogLM) -> None:
     tokens, pos, mask, _ = _stage1(tiny_model, batch=1)
     seen = []

@@ -183,6 +183,28 @@ def _cli(*argv: str) -> int:
     return args.func(args)
 
 
+def test_plan_of_the_6b_preset_allocates_no_weights_and_keeps_its_numbers(capsys):
+    """`cogview2 info --plan --preset 6b` is arithmetic on meta-device models: no weight is
+    allocated (DSR's 1.8 G-parameter attention_plus used to be made on the CPU first: 7.3 GB),
+    and the predictions are the ones it printed before."""
+    from cogview2.memory_probe import build_models, peak_tensor_bytes
+
+    with peak_tensor_bytes() as peak:
+        models = build_models("6b")
+    assert peak["tensors"] < 64 * 2**20, peak
+    assert all(p.is_meta for m in models.values() for p in m.parameters())
+    assert _cli("info", "--plan", "--preset", "6b") == 0
+    out = capsys.readouterr().out
+    for row in (
+        "resident, stored dtype: peak 55.43 GB",
+        "| coarse | 23.61 GB | 601.9 MB | 55.16 GB |",
+        "| dsr | 30.91 GB | 864.0 MB | 31.77 GB |",
+        "disk_offload, stored dtype, int8 linears: peak 10.34 GB",
+        "| itersr | 7.36 GB | 1.17 GB | 17.69 GB |",
+    ):
+        assert row in out, row
+
+
 def test_cli_plans_and_generates_within_a_budget(folder, tmp_path, capsys):
     assert _cli("info", "--plan", "--weights", str(folder), "--max-memory", "1GB") == 0
     text = capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -117,6 +119,20 @@ def test_completion_keeps_context_tokens_bit_identical(tiny_pipe) -> None:
     assert out.tokens.shape == (2, 12, 12)
     assert torch.equal(out.tokens[:, ~inside], original[~inside].expand(2, -1))
     assert not torch.equal(out.tokens[:, inside], original[inside].expand(2, -1))
+
+
+def test_stage_bar_names_the_running_stage_and_counts_the_finished_ones(tiny_pipe, capsys) -> None:
+    tiny_pipe("a cat", generator=_gen(0), progress=True, score=False)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    names = ["stage 1: text → low-res tokens", "direct super-resolution",
+             "iterative super-resolution (LoPAR)"]  # fmt: skip
+    shown = re.findall(r"^(.*): (\d)/3 stages done", err, flags=re.MULTILINE)
+    assert shown, err
+    for label, done in shown:
+        # the stage that just finished (its number = done) or the one now running (done + 1)
+        allowed = {names[int(done) - 1] if int(done) else None, names[min(int(done), 2)]}
+        assert label in allowed, (label, done)
+    assert shown[-1] == (names[2], "3")
 
 
 def _pixels(image: Image.Image) -> torch.Tensor:
@@ -248,14 +264,14 @@ def test_to_moves_in_place_and_keeps_the_shared_base(tiny_pipe) -> None:
 
 def test_progress_bar_names_each_stage(tiny_pipe, monkeypatch) -> None:
     """The bar's description names the running stage (the web page shows it via track_tqdm)."""
-    import cogview2.pipeline as pipeline_module
+    import cogview2.progress as progress_module
     from cogview2.pipeline import STAGE_NAMES
 
     seen: list[str] = []
 
     class RecordingBar:
-        def __init__(self, *args, desc: str = "", **kwargs) -> None:
-            seen.append(desc)
+        def __init__(self, *args, **kwargs) -> None:
+            pass
 
         def set_description(self, desc: str) -> None:
             seen.append(desc)
@@ -266,7 +282,7 @@ def test_progress_bar_names_each_stage(tiny_pipe, monkeypatch) -> None:
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(pipeline_module, "tqdm", RecordingBar)
+    monkeypatch.setattr(progress_module, "tqdm", RecordingBar)
     tiny_pipe("a red apple", num_images=1, generator=_gen(0), output_type="tokens", progress=False)
     assert seen == [STAGE_NAMES["coarse"], STAGE_NAMES["dsr"], STAGE_NAMES["itersr"]]
 

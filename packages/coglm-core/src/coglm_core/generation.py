@@ -238,8 +238,10 @@ def generate(
         u = model.logits(h_u, logits_range)
         return u + guidance.scale * (c - u)  # type: ignore[union-attr]
 
-    steps = range(prefix, total)
-    for t in tqdm(steps, disable=not progress, desc="generate"):
+    # counted by hand: the loop leaves by `break` after its last token, which a tqdm-wrapped
+    # iterator would not count (the bar would end at total - 1)
+    bar = tqdm(total=total - prefix, disable=not progress, desc="generate")
+    for t in range(prefix, total):
         need = (out[:, t] == UNKNOWN) & ~finished
         if need.any():
             logits = logits_at(h_last, h_uncond)
@@ -247,14 +249,14 @@ def generate(
             out[:, t] = torch.where(need, sampled, out[:, t])
             if stop.numel():
                 finished |= need & torch.isin(sampled, stop)
-                if finished.all():
-                    break
-        if t == total - 1:
+        bar.update()
+        if t == total - 1 or (stop.numel() and bool(finished.all())):
             break
         h_last = main.feed(t)
         if uncond is not None:
             uncond.tokens[:, t - shift] = out[:, t]
             h_uncond = uncond.feed(t - shift)
+    bar.close()
     return out
 
 

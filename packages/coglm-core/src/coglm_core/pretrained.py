@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from ._atomic import save_safetensors
 from .config import CogLMConfig
@@ -72,7 +72,8 @@ def from_pretrained(
         dtype: optional cast of floating tensors.
 
     Raises:
-        ValueError: a missing key or wrong shape (all listed).
+        ValueError: a missing key or wrong shape (all listed), or a truncated or corrupt
+            weights file (named).
     """
     src = Path(folder)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
@@ -81,7 +82,14 @@ def from_pretrained(
     config = CogLMConfig.load(src / CONFIG_NAME)
     model = CogLM(config, device="meta")
     state = {}
-    with safe_open(src / WEIGHTS_NAME, framework="pt", device=str(device)) as f:
+    try:
+        opened = safe_open(src / WEIGHTS_NAME, framework="pt", device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(
+            f"{src / WEIGHTS_NAME} is not a complete safetensors file ({err}): it is truncated "
+            "or corrupt"
+        ) from err
+    with opened as f:
         unknown = sorted(set(f.keys()) - set(model.state_dict()))
         if unknown:
             raise ValueError(f"{src / WEIGHTS_NAME}: unexpected keys {unknown}")

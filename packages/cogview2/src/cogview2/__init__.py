@@ -7,13 +7,15 @@ from .convert import ConversionReport, convert_official, load_official
 from .lopar import ORDER_MATRIX, PASS_TOP_K, pass_mask, tiled_order
 from .models import DirectSuperResolution, DSRConfig, IterativeSuperResolution, ITERSRConfig
 from .outputs import CogView2Output
-from .pipeline import STAGES, CogView2Pipeline
+from .pipeline import DEMO_WEIGHTS, STAGES, CogView2Pipeline
 from .recipes import RECIPES, SamplingRecipe, get_recipe
+from .threads import apply_thread_policy
 from .tiny import build_tiny_pipeline
 
 __version__ = _version("cogview2")
 
 __all__ = [
+    "DEMO_WEIGHTS",
     "ORDER_MATRIX",
     "PASS_TOP_K",
     "RECIPES",
@@ -28,6 +30,7 @@ __all__ = [
     "PipelineConfig",
     "SamplingRecipe",
     "__version__",
+    "apply_thread_policy",
     "build_tiny_pipeline",
     "convert_official",
     "get_recipe",

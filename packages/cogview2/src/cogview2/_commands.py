@@ -8,13 +8,16 @@ FileNotFoundError, which the entry point prints as one line.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_WEIGHTS_ENV = "COGVIEW2_WEIGHTS"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "demo"
-"""Where the demo weights of the training issue are placed; used when --weights is not given."""
+"""The demo weights (`cogview2.DEMO_WEIGHTS`, without importing torch); used when --weights
+is not given."""
 
 _DTYPES = {
     "float32": "float32",
@@ -61,7 +64,8 @@ def _weights_folder(args: argparse.Namespace) -> Path:
     if not folder.exists():
         raise FileNotFoundError(
             f"no weights at {folder}: pass --weights DIR (a folder written by `cogview2 convert` or "
-            f"save_pretrained), set ${DEFAULT_WEIGHTS_ENV}, or use --tiny for random demo weights"
+            f"save_pretrained), set ${DEFAULT_WEIGHTS_ENV}, or leave both out for the demo "
+            "weights shipped with the package"
         )
     return folder
 
@@ -88,12 +92,18 @@ def _save_png(image, path: Path) -> None:
         image.save(tmp, format="PNG")
 
 
-def _grid(images, nrow: int = 3):
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of the most square grid for ``n`` images with no empty row
+    (4 → 2×2, 3 → 2×2 with one empty cell, 5 → 2×3, 9 → 3×3)."""
+    cols = math.ceil(math.sqrt(n))
+    return -(-n // cols), cols
+
+
+def _grid(images):
     from PIL import Image
 
     w, h = images[0].size
-    cols = min(nrow, len(images))
-    rows = -(-len(images) // cols)
+    rows, cols = grid_shape(len(images))
     grid = Image.new("RGB", (cols * w, rows * h), "white")
     for i, im in enumerate(images):
         grid.paste(im, ((i % cols) * w, (i // cols) * h))
@@ -120,6 +130,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         prompts += [line.strip() for line in lines if line.strip()]
     if not prompts:
         raise ValueError("give a prompt, or --prompts-file FILE with one prompt per line")
+    _output_folder(args.output)
     pipe = _load(args)
     stages = tuple(args.stages.split(","))
     for index, prompt in enumerate(prompts):
@@ -144,17 +155,30 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _open_image(path: Path):
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
+    if Path(path).is_dir():
+        raise ValueError(f"--image {path} is a directory; give an image file (PNG, JPEG, ...)")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    with Image.open(path) as im:
-        return im.convert("RGB")
+        raise FileNotFoundError(f"--image {path} not found")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"--image {path} is not an image Pillow can read ({err})") from err
+
+
+def _output_folder(path: Path) -> Path:
+    """Check ``-o`` before any work: an existing path must be a folder."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"-o/--output {path} is a file; give a folder for the images")
+    return path
 
 
 def _run_complete(args: argparse.Namespace) -> int:
-    pipe = _load(args)
+    _output_folder(args.output)
     image = _open_image(args.image)
+    pipe = _load(args)
     if image.size != (pipe.image_size, pipe.image_size):
         raise ValueError(
             f"{args.image} is {image.size[0]}×{image.size[1]} px; completion needs "
@@ -177,8 +201,8 @@ def _run_complete(args: argparse.Namespace) -> int:
 
 
 def _run_caption(args: argparse.Namespace) -> int:
-    pipe = _load(args)
     image = _open_image(args.image)
+    pipe = _load(args)
     side = pipe.image_size if image.size[0] > pipe.low_image_size else pipe.low_image_size
     if image.size != (side, side):
         raise ValueError(
@@ -276,19 +300,45 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def count(minimum: int) -> Callable[[str], int]:
+    """argparse type: a whole number >= ``minimum``; argparse names the option in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _common(p: argparse.ArgumentParser, *, what: str = "images") -> None:
     p.add_argument(
         "--weights",
         type=Path,
         default=None,
-        help=f"pipeline folder (default ${DEFAULT_WEIGHTS_ENV} or the demo weights)",
+        help=f"pipeline folder (default: ${DEFAULT_WEIGHTS_ENV}, else the demo weights shipped "
+        "with the package)",
     )
     p.add_argument(
-        "--tiny", action="store_true", help="use a tiny random-weight pipeline (smoke tests)"
+        "--tiny",
+        action="store_true",
+        help="a tiny pipeline with random weights instead (smoke tests only: it draws noise)",
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    p.add_argument("--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype")
-    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same images)")
+    p.add_argument(
+        "--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype (default: as stored)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"random seed: the same seed and arguments give the same {what}; change it for "
+        f"other {what}",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--max-memory",
@@ -307,20 +357,39 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="weight-only int8 linear layers")
 
 
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says it, or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or any(action.default is x for x in (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
+
+
+def _parser(subparsers: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A sub-command whose --help shows every default."""
+    return subparsers.add_parser(name, formatter_class=HelpWithDefaults, **kwargs)
+
+
 def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``generate``, ``complete``, ``caption``, ``convert`` and ``info``."""
     from .pipeline import STAGES
     from .recipes import RECIPES
 
-    gen = subparsers.add_parser(
+    gen = _parser(
+        subparsers,
         "generate",
         help="text → images",
-        description="Generate images for each prompt: one PNG per image plus a grid.",
+        description="Generate images for each prompt (stage 1 at 20×20 tokens, direct and "
+        "iterative super-resolution to 480 px): one PNG per image plus a grid.",
     )
-    gen.add_argument("prompt", nargs="*", help="prompt(s)")
+    gen.add_argument("prompt", nargs="*", help="what to draw, e.g. 'red apple' or '熊猫'")
     gen.add_argument("--prompts-file", type=Path, default=None, help="one prompt per line")
-    gen.add_argument("-n", "--num-images", type=int, default=4)
-    gen.add_argument("-o", "--output", type=Path, default=Path("out"))
+    gen.add_argument("-n", "--num-images", type=count(1), default=4, help="images per prompt")
+    gen.add_argument(
+        "-o", "--output", type=Path, default=Path("out"), help="folder for the PNG files"
+    )
     gen.add_argument(
         "--style",
         default=None,
@@ -336,7 +405,7 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     gen.add_argument(
         "--candidates",
-        type=int,
+        type=count(1),
         default=None,
         help="draw N stage-1 images and super-resolve only the -n best by caption likelihood",
     )
@@ -352,33 +421,64 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     _common(gen)
     gen.set_defaults(func=_run_generate)
 
-    comp = subparsers.add_parser("complete", help="regenerate a box of an image from a prompt")
-    comp.add_argument("prompt")
-    comp.add_argument("--image", type=Path, required=True)
+    comp = _parser(
+        subparsers,
+        "complete",
+        help="regenerate a box of an image from a prompt",
+        description="Redraw the inside of a box of a 480 px image so that the whole picture "
+        "matches the prompt; the pixels outside the box stay the input's own.",
+    )
+    comp.add_argument("prompt", help="text describing the whole image after completion")
+    comp.add_argument("--image", type=Path, required=True, help="the 480×480 px input image")
     comp.add_argument(
         "--box",
         type=float,
         nargs=4,
         required=True,
         metavar=("TOP", "LEFT", "BOTTOM", "RIGHT"),
-        help="fractions of the image side, rows first",
+        help="the region to redraw, as fractions of the image side, rows first "
+        "(e.g. 0.3 0.3 0.7 0.7)",
     )
-    comp.add_argument("-n", "--num-images", type=int, default=4)
-    comp.add_argument("-o", "--output", type=Path, default=Path("out"))
-    comp.add_argument("--style", default="none", choices=sorted(RECIPES))
+    comp.add_argument("-n", "--num-images", type=count(1), default=4, help="completions")
+    comp.add_argument(
+        "-o", "--output", type=Path, default=Path("out"), help="folder for the PNG files"
+    )
+    comp.add_argument(
+        "--style",
+        default=None,
+        choices=sorted(RECIPES),
+        help="sampling recipe (default: the weights' own)",
+    )
     _common(comp)
     comp.set_defaults(func=_run_complete)
 
-    cap = subparsers.add_parser("caption", help="describe an image")
-    cap.add_argument("--image", type=Path, required=True)
-    cap.add_argument("--language", default="english", choices=["english", "chinese"])
-    cap.add_argument("-n", "--num-captions", type=int, default=1)
-    cap.add_argument("--max-length", type=int, default=None)
-    _common(cap)
+    cap = _parser(
+        subparsers,
+        "caption",
+        help="describe an image",
+        description="Write a caption for an image (160 or 480 px square) in English or Chinese "
+        "with the stage-1 model.",
+    )
+    cap.add_argument("--image", type=Path, required=True, help="the image file")
+    cap.add_argument(
+        "--language", default="english", choices=["english", "chinese"], help="caption language"
+    )
+    cap.add_argument("-n", "--num-captions", type=count(1), default=1, help="captions to write")
+    cap.add_argument(
+        "--max-length",
+        type=count(1),
+        default=None,
+        help="caption tokens at most (default: the weights' caption_max_length)",
+    )
+    _common(cap, what="captions")
     cap.set_defaults(func=_run_caption)
 
-    conv = subparsers.add_parser(
-        "convert", help="official SAT checkpoints + icetk files → pipeline folder"
+    conv = _parser(
+        subparsers,
+        "convert",
+        help="official SAT checkpoints + icetk files → pipeline folder",
+        description="Convert the released CogView2 checkpoints (CogLM, DSR, ITERSR), the icetk "
+        "files and the cluster labels into one pipeline weights folder; no pickled code runs.",
     )
     conv.add_argument("--coglm", type=Path, required=True, help="the coglm checkpoint folder")
     conv.add_argument("--dsr", type=Path, required=True, help="the cogview2-dsr folder")
@@ -387,11 +487,19 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
         "--icetk", type=Path, required=True, help="folder with ice_text.model + ice_image.pt"
     )
     conv.add_argument("--labels", type=Path, required=True, help="cluster_label.npy")
-    conv.add_argument("--out", type=Path, required=True)
-    conv.add_argument("--dtype", default=None, choices=sorted(_DTYPES))
+    conv.add_argument("--out", type=Path, required=True, help="the pipeline folder to write")
+    conv.add_argument(
+        "--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype (default: as stored)"
+    )
     conv.set_defaults(func=_run_convert)
 
-    info = subparsers.add_parser("info", help="describe a pipeline folder, or plan its memory")
+    info = _parser(
+        subparsers,
+        "info",
+        help="describe a pipeline folder, or plan its memory",
+        description="Print the models of a weights folder, or (--plan) the predicted peak "
+        "memory of every stage under each memory plan.",
+    )
     _common(info)
     info.add_argument(
         "--plan",
@@ -404,5 +512,7 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="with --plan: the official 6B architecture (or a smaller one) instead of --weights",
     )
-    info.add_argument("-n", "--num-images", type=int, default=1, help="images per call (--plan)")
+    info.add_argument(
+        "-n", "--num-images", type=count(1), default=1, help="images per call (--plan)"
+    )
     info.set_defaults(func=_run_info)

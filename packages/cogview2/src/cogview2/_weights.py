@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -101,6 +102,7 @@ def load_sr(
     base = coglm if shares == SHARED else load_coglm(folder / "base", device=device, dtype=dtype)
     cls = DirectSuperResolution if config.to_dict()["kind"] == "dsr" else IterativeSuperResolution
     model = cls(base, config)  # type: ignore[arg-type]
+    check_safetensors(folder / MIXINS_FILE)
     state = load_file(folder / MIXINS_FILE, device=str(device))
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
@@ -113,6 +115,20 @@ def require_files(root: Path, names: list[str]) -> None:
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
         raise FileNotFoundError(f"weights folder {root} is missing {missing}")
+
+
+def check_safetensors(path: Path) -> None:
+    """ValueError naming ``path`` when it is not a complete safetensors file (truncated,
+    corrupt, or another format); the header and the data length are checked, no tensor is
+    read."""
+    try:
+        with safe_open(path, framework="pt", device="cpu"):
+            pass
+    except (SafetensorError, OSError) as err:
+        raise ValueError(
+            f"{path} is not a complete safetensors file ({err}): it is truncated or corrupt; "
+            "copy or write the weights folder again"
+        ) from err
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -220,6 +236,8 @@ def load_pipeline(
     if not (root / "tokenizer").is_dir():
         raise FileNotFoundError(f"weights folder {root} is missing ['tokenizer/']")
     models, parts, stages = model_structure(root, manifest)
+    for part in parts.values():  # before any work: under disk offload they are read late
+        check_safetensors(part.file)  # type: ignore[arg-type]
     if plan.int8:
         for model in models.values():
             if model is not None:

@@ -37,6 +37,9 @@ class PipelineConfig:
             token is sampled from ``u + scale · (c − u)`` of the prompted (c) and the text-free
             (u, ``[BOI, image]``) logits. 1 = off, as the release; a larger value only helps
             models trained with text dropout (``[coglm] text_dropout``, the emoji demo weights).
+        completion_style: Style `CogView2Pipeline.complete` uses when a call gives none:
+            ``"none"`` as the release's completion script; ``"plain"`` for the emoji demo
+            weights.
         caption_end: The stage-1 CogLM was trained to end a caption with a pad
             (``[coglm] caption_end``, not in the release): `CogView2Pipeline.caption` may sample
             the pad and stops there. False (the release's models, which never learnt an end):
@@ -51,6 +54,7 @@ class PipelineConfig:
     completion_upweight: float = 1.4
     default_style: str = "mainbody"
     guidance_scale: float = 1.0
+    completion_style: str = "none"
     caption_end: bool = False
 
     def __post_init__(self) -> None:

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from coglm_core.generation import UNKNOWN
 from coglm_core.infilling import infill
@@ -25,12 +24,17 @@ from .memory import MemoryPlan, choose_plan
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .outputs import CogView2Output
 from .placement import Placer
+from .progress import StageProgress
 from .recipes import SamplingRecipe, get_recipe
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
 from .stages.completion import Box, box_grid_mask, feathered_box_alpha, paste_into
 from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
+
+DEMO_WEIGHTS = Path(__file__).parent / "weights" / "demo"
+"""The small emoji demo weights shipped inside the package (18 MB; docs/training.md):
+``CogView2Pipeline.from_pretrained(DEMO_WEIGHTS)`` or ``from_pretrained("demo")``."""
 
 STAGES = ("coarse", "dsr", "itersr")
 STAGE_NAMES = {
@@ -42,6 +46,26 @@ STAGE_NAMES = {
 BOI_TOKEN = "<start_of_image>"
 OutputType = Literal["pil", "pt", "tokens"]
 LANGUAGES = {"english": ("common", "english"), "chinese": ("common", "chinese")}
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device``; ValueError when this machine cannot run on it (a CUDA
+    device with a CPU build of torch or no GPU, or an index past the last GPU)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r} is not available: this torch has no CUDA device "
+                "(torch.cuda.is_available() is False); use 'cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    return dev
 
 
 class CogView2Pipeline:
@@ -147,8 +171,11 @@ class CogView2Pipeline:
         """Move the transformers (and the VQ-VAE's device) in place; shared bases move once.
 
         Raises:
-            ValueError: the pipeline offloads its weights (its placement decides where they go).
+            ValueError: the pipeline offloads its weights (its placement decides where they go),
+                or ``device`` is not available on this machine.
         """
+        if device is not None:
+            check_device(device)
         if self.memory_plan.placement != "resident":
             raise ValueError(
                 f"this pipeline offloads its weights ({self.memory_plan.describe()}); choose the "
@@ -169,7 +196,11 @@ class CogView2Pipeline:
 
         Returns:
             self.
+
+        Raises:
+            ValueError: ``device`` is not available on this machine.
         """
+        check_device(device)
         self._placer.release_all()
         models = {"coglm": self.coglm, "dsr": self.dsr, "itersr": self.itersr}
         parts, stages = W.model_parts(models)
@@ -184,7 +215,8 @@ class CogView2Pipeline:
         ``style`` None means ``config.default_style``."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt is empty; give a text such as 'a red apple'")
-        text = get_recipe(style or self.config.default_style).format(prompt)
+        recipe = get_recipe(style or self.config.default_style)
+        text = recipe.format(prompt)
         # As the release: encode the template with the literal BOI piece in one pass, so pieces
         # at the end of the text are segmented exactly as there; then drop the trailing BOI.
         lay = self.tokenizer.layout
@@ -193,9 +225,11 @@ class CogView2Pipeline:
         ids = ids[:-1] if ids and ids[-1] == lay.boi_id else self.tokenizer.encode_text(text)
         limit = self.max_prompt_tokens
         if len(ids) > limit:
+            # a template that adds words ("{} 高清摄影") can be the cause; "{}" adds none
+            hint = "" if recipe.template == "{}" else ", or use a style that adds no words (none)"
             raise ValueError(
-                f"prompt is {len(ids)} tokens after the style template; at most {limit} are "
-                "accepted (shorten it, or use style='none')"
+                f"prompt is {len(ids)} tokens after the style template of {recipe.name!r}; at "
+                f"most {limit} are accepted: shorten it{hint}"
             )
         return ids
 
@@ -263,8 +297,8 @@ class CogView2Pipeline:
             self.config.guidance_scale if guidance_scale is None else guidance_scale
         )
         text_ids = self.encode_prompt(prompt, recipe)
-        # The stage name is the bar's description, which the web page's progress shows too.
-        bar = tqdm(total=len(stages), desc=STAGE_NAMES["coarse"], disable=not progress)
+        bar = StageProgress(len(stages), enabled=progress)
+        bar.start(STAGE_NAMES["coarse"])
         self._placer.enter("coarse")
         low = generate_low_res(
             self.coglm,
@@ -277,7 +311,7 @@ class CogView2Pipeline:
             progress=progress,
             guidance_scale=guidance,
         )
-        bar.update()
+        bar.done()
         scores = None
         if score or post_select or candidates:
             scores = caption_scores(
@@ -292,7 +326,7 @@ class CogView2Pipeline:
             low, scores = low[keep], scores[keep]
         tokens = low
         if "dsr" in stages:
-            bar.set_description(STAGE_NAMES["dsr"])
+            bar.start(STAGE_NAMES["dsr"])
             self._placer.enter("dsr")
             tokens = direct_super_resolution(
                 self.dsr,
@@ -303,9 +337,9 @@ class CogView2Pipeline:
                 generator=generator,
                 max_batch=self.config.sr_batch,
             )
-            bar.update()
+            bar.done()
         if "itersr" in stages:
-            bar.set_description(STAGE_NAMES["itersr"])
+            bar.start(STAGE_NAMES["itersr"])
             self._placer.enter("itersr")
             tokens = iterative_super_resolution(
                 self.itersr,
@@ -316,7 +350,7 @@ class CogView2Pipeline:
                 top_k=recipe.lopar_top_k,
                 temperature=recipe.lopar_temperature,
             )
-            bar.update()
+            bar.done()
         bar.close()
         if post_select:
             if scores is None:
@@ -377,7 +411,7 @@ class CogView2Pipeline:
         prompt: str,
         *,
         num_images: int = 4,
-        style: str | SamplingRecipe = "none",
+        style: str | SamplingRecipe | None = None,
         generator: torch.Generator | None = None,
         output_type: OutputType = "pil",
         progress: bool = True,
@@ -391,7 +425,8 @@ class CogView2Pipeline:
             box: ``(top, left, bottom, right)`` fractions of the side, rows first.
             prompt: Text describing the whole image.
             num_images: Samples.
-            style: Recipe (``"none"`` as in the release's completion script).
+            style: Recipe; None: ``config.completion_style`` (``"none"``, as the release's
+                completion script, unless the weights say otherwise).
             generator: Random source.
             output_type: As in `__call__`.
             progress: Progress bar.
@@ -407,14 +442,15 @@ class CogView2Pipeline:
         if self.dsr is None or self.itersr is None:
             raise ValueError("completion needs the DSR and ITERSR models")
         self._check_output(output_type)
-        recipe = get_recipe(style)
+        recipe = get_recipe(style or self.config.completion_style)
         x = image_to_tensor(image, [self.image_size])
         low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
         high_mask = box_grid_mask(box, self.image_size, self.high_grid)
         alpha = feathered_box_alpha(box, self.image_size, feather)  # checks ``feather`` early
         text_ids = self.encode_prompt(prompt, recipe)
         device = self.device
-        bar = tqdm(total=3, desc=f"complete: {STAGE_NAMES['coarse']}", disable=not progress)
+        bar = StageProgress(3, enabled=progress, prefix="complete: ")
+        bar.start(STAGE_NAMES["coarse"])
         self._placer.enter("coarse")
         low = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
         low = low.masked_fill(low_mask.to(device), UNKNOWN).expand(num_images, -1).contiguous()
@@ -429,8 +465,8 @@ class CogView2Pipeline:
             per_region=False,
             upweight=recipe.attn_plus,
         )
-        bar.update()
-        bar.set_description(f"complete: {STAGE_NAMES['dsr']}")
+        bar.done()
+        bar.start(STAGE_NAMES["dsr"])
         self._placer.enter("dsr")
         high = direct_super_resolution(
             self.dsr,
@@ -441,8 +477,8 @@ class CogView2Pipeline:
             generator=generator,
             max_batch=self.config.sr_batch,
         )
-        bar.update()
-        bar.set_description(f"complete: {STAGE_NAMES['itersr']}")
+        bar.done()
+        bar.start(STAGE_NAMES["itersr"])
         self._placer.enter("itersr")
         original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
         high = torch.where(high_mask.flatten().to(high.device), high, original)
@@ -456,7 +492,7 @@ class CogView2Pipeline:
             top_k=recipe.lopar_top_k,
             temperature=recipe.lopar_temperature,
         )
-        bar.update()
+        bar.done()
         bar.close()
         if output_type == "tokens" or not keep_outside:
             return self._output(high, low, None, output_type)
@@ -546,7 +582,8 @@ class CogView2Pipeline:
         Weights are streamed from safetensors one tensor at a time (never a whole extra copy).
 
         Args:
-            path: The folder.
+            path: The folder; ``"demo"`` names the demo weights shipped with the package
+                (`DEMO_WEIGHTS`; write ``"./demo"`` for a folder of that name).
             device: Execution device.
             dtype: Weight dtype (default: as stored).
             memory: A `MemoryPlan`, or a budget such as ``"16GB"`` for which the fastest
@@ -555,10 +592,11 @@ class CogView2Pipeline:
 
         Raises:
             FileNotFoundError: the folder or one of its files is missing (all are named).
-            ValueError: wrong format, inconsistent components, or a budget no plan fits (the
-                message names the smallest that would).
+            ValueError: wrong format, inconsistent components, a budget no plan fits (the
+                message names the smallest that would), or a device this machine lacks.
         """
-        root = Path(path)
+        root = DEMO_WEIGHTS if str(path) == "demo" else Path(path)
+        check_device(device)
         if memory is None or isinstance(memory, MemoryPlan):
             plan = memory or MemoryPlan(dtype=dtype)
             if plan.dtype is None and dtype is not None:

@@ -5,7 +5,15 @@ grids and global tokens in one softmax, with a fast pure-PyTorch reference backe
 kernels for CUDA and a FlexAttention backend. See ``python -m localattn.info`` for the backends.
 """
 
+import warnings
 from importlib.metadata import version as _version
+
+with warnings.catch_warnings():
+    # torch >= 2.12 warns "Failed to initialize NumPy" on import when numpy is not installed;
+    # localattn never uses numpy, so a numpy-free install stays silent. Only the first import
+    # of torch warns: a user who imported torch already has seen it (or not) there.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+    import torch  # noqa: F401
 
 from localattn.backends.reference import workspace_bytes
 from localattn.dispatch import ENV_VAR, get_backend, select_backend, use_backend

@@ -42,12 +42,15 @@ class _SRBase(nn.Module):
         super().__init__()
         self.base = base
         h = base.config.hidden_size
-        self.mixins = nn.ModuleDict(
-            {"extra_position_embedding": ExtraPositionEmbedding(num_high, h)}
-        )
+        weight = base.transformer.word_embeddings.weight
+        # made where the base lives: on the meta device (plans, shapes) nothing is allocated
+        with torch.device(weight.device):
+            self.mixins = nn.ModuleDict(
+                {"extra_position_embedding": ExtraPositionEmbedding(num_high, h)}
+            )
         std = base.config.init_std
         nn.init.normal_(self.mixins["extra_position_embedding"].position_embeddings.weight, 0, std)
-        self.mixins.to(base.transformer.word_embeddings.weight)
+        self.mixins.to(weight.dtype)
 
     @property
     def extra_positions(self) -> Tensor:
@@ -95,9 +98,10 @@ class DirectSuperResolution(_SRBase):
         self.config = config
         self.backend = backend
         bc = base.config
-        self.mixins["attention_plus"] = AttentionPlus(bc.num_layers, bc.hidden_size).to(
-            base.transformer.word_embeddings.weight
-        )
+        weight = base.transformer.word_embeddings.weight
+        with torch.device(weight.device):  # as the position table: nothing real on meta
+            plus = AttentionPlus(bc.num_layers, bc.hidden_size)
+        self.mixins["attention_plus"] = plus.to(weight.dtype)
         self.init_attention_plus_from_base()
 
     @torch.no_grad()

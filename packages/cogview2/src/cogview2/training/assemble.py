@@ -71,7 +71,10 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
         cfg.coglm.caption_end if cfg.trains("coglm") else given.config.caption_end  # type: ignore[union-attr]
     )
     config = PipelineConfig(
-        default_style="plain", guidance_scale=cfg.assemble.guidance_scale, caption_end=caption_end
+        default_style="plain",
+        completion_style="plain",
+        guidance_scale=cfg.assemble.guidance_scale,
+        caption_end=caption_end,
     )
     pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, config)  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)
