@@ -215,6 +215,7 @@ def _run_caption(args: argparse.Namespace) -> int:
         num_captions=args.num_captions,
         generator=_generator(args.seed, args.device),
         max_length=args.max_length,
+        temperature=args.temperature,
     ):
         print(text)
     return 0
@@ -469,6 +470,12 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
         type=count(1),
         default=None,
         help="caption tokens at most (default: the weights' caption_max_length)",
+    )
+    cap.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature (default: the weights' caption_temperature)",
     )
     _common(cap, what="captions")
     cap.set_defaults(func=_run_caption)

@@ -44,6 +44,9 @@ class PipelineConfig:
             (``[coglm] caption_end``, not in the release): `CogView2Pipeline.caption` may sample
             the pad and stops there. False (the release's models, which never learnt an end):
             captions run until ``caption_max_length``.
+        caption_temperature: Sampling temperature of `CogView2Pipeline.caption` when a call
+            gives none (1.0, as the release; the emoji demo weights name their concepts
+            reliably at 0.3).
     """
 
     compression: int = 8
@@ -56,6 +59,7 @@ class PipelineConfig:
     guidance_scale: float = 1.0
     completion_style: str = "none"
     caption_end: bool = False
+    caption_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -68,6 +72,8 @@ class PipelineConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_guidance_scale(self.guidance_scale)
+        if not self.caption_temperature > 0:
+            raise ValueError(f"caption_temperature must be > 0, got {self.caption_temperature!r}")
         if not isinstance(self.caption_end, bool):
             raise ValueError(f"caption_end must be a bool, got {self.caption_end!r}")
 

@@ -509,7 +509,7 @@ class CogView2Pipeline:
         *,
         language: Literal["english", "chinese"] = "english",
         max_length: int | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         num_captions: int = 1,
         generator: torch.Generator | None = None,
     ) -> list[str]:
@@ -519,7 +519,7 @@ class CogView2Pipeline:
             image: RGB PIL image or (3, S, S) tensor in [0, 1] with S = 160 or 480.
             language: "english" or "chinese"; sampling is restricted to that language's ids.
             max_length: Tokens at most (default ``config.caption_max_length``).
-            temperature: Sampling temperature.
+            temperature: Sampling temperature (default ``config.caption_temperature``).
             num_captions: Captions to sample.
             generator: Random source.
 
@@ -545,7 +545,7 @@ class CogView2Pipeline:
             separator_id=lay.language_tag_id(language),
             allowed_ids=allowed,
             max_length=max_length or self.config.caption_max_length,
-            temperature=temperature,
+            temperature=self.config.caption_temperature if temperature is None else temperature,
             stop_ids=stop,
             generator=generator,
         )

@@ -75,6 +75,7 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
         completion_style="plain",
         guidance_scale=cfg.assemble.guidance_scale,
         caption_end=caption_end,
+        caption_temperature=cfg.assemble.caption_temperature,
     )
     pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, config)  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)

@@ -317,17 +317,22 @@ class AssembleRecipe:
         guidance_scale: The pipeline's default stage-1 classifier-free guidance
             (``PipelineConfig.guidance_scale``; 1 = off). Only meaningful for a CogLM trained
             with ``[coglm] text_dropout > 0``.
+        caption_temperature: The pipeline's default caption temperature
+            (``PipelineConfig.caption_temperature``).
     """
 
     out: str = "weights/emoji"
     dtype: str = "float16"
     max_megabytes: float = 40.0
     guidance_scale: float = 1.0
+    caption_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
         check_guidance_scale(self.guidance_scale)
+        if not self.caption_temperature > 0:
+            raise ValueError(f"caption_temperature must be > 0, got {self.caption_temperature!r}")
 
 
 FINAL = "final"
