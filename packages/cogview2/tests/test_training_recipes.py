@@ -361,3 +361,35 @@ def test_start_from_and_retrain_are_checked():
     for name in ("emoji-demo-sr.toml", "emoji-demo-captions.toml"):  # the shipped chains parse
         chain = load_training_config(PACKAGE / "configs" / name)
         assert chain.start_from and chain.retrain
+
+
+def test_sr_init_start_from_continues_the_weights_folder_models(trained, tmp_path):
+    """``[dsr] init = "start_from"``: a later session trains the shipped DSR and ITERSR further
+    (one step at a negligible learning rate leaves them as they were)."""
+    cfg, weights = trained
+    tiny_lr = {"lr": 1e-12, "warmup_steps": 0, "steps": 1}
+    run = _on_weights(
+        cfg,
+        tmp_path,
+        ("dsr", "itersr"),
+        dsr=dataclasses.replace(cfg.dsr, init="start_from", train_base=True, **tiny_lr),
+        itersr=dataclasses.replace(cfg.itersr, init="start_from", **tiny_lr),
+    )
+    out = run_recipe("all", run, progress=False)
+    for sr in ("dsr", "itersr"):
+        old, new = (
+            _tensors(weights / sr / "mixins.safetensors"),
+            _tensors(out / sr / "mixins.safetensors"),
+        )
+        for k in old:
+            torch.testing.assert_close(new[k].float(), old[k].float(), rtol=0, atol=1e-3)
+    old, new = (
+        _tensors(weights / "coglm/model.safetensors"),
+        _tensors(out / "dsr/base/model.safetensors"),
+    )
+    for k in old:  # DSR's own base starts as the shared CogLM it had
+        torch.testing.assert_close(new[k].float(), old[k].float(), rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match="init = 'start_from' needs start_from"):
+        dataclasses.replace(cfg, dsr=dataclasses.replace(cfg.dsr, init="start_from"))
+    with pytest.raises(ValueError, match="init must be 'coglm' or 'start_from'"):
+        dataclasses.replace(cfg.itersr, init="weights")

@@ -261,6 +261,11 @@ class CogLMRecipe(OptimConfig):
                 raise ValueError(f"[coglm] {name} must be a number in [0, 1), got {value!r}")
 
 
+def _check_init(section: str, init: str) -> None:
+    if init not in ("coglm", "start_from"):
+        raise ValueError(f"[{section}] init must be 'coglm' or 'start_from', got {init!r}")
+
+
 @dataclass(frozen=True)
 class DSRRecipe(OptimConfig):
     """Direct super-resolution fine-tuning (attention_plus + extra positions; base frozen).
@@ -273,17 +278,23 @@ class DSRRecipe(OptimConfig):
             shares it with stage 1). A small CogLM's frozen MLPs leave DSR too little to
             learn with; a trained copy is stored in ``dsr/base/`` of the weights folder
             (docs/deviations.md).
+        init: ``"coglm"``: start from the run's CogLM (attention_plus copied from its
+            attention, positions tiled), as the release. ``"start_from"``: continue the DSR of
+            the ``start_from`` weights folder (its weights; a new optimiser), to train the
+            shipped model further in a later session.
     """
 
     text_slots: int = 40
     cross_kernel: tuple[int, int] = (5, 5)
     local_kernel: tuple[int, int] = (9, 5)
     train_base: bool = False
+    init: str = "coglm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.train_base, bool):
             raise ValueError(f"[dsr] train_base must be true or false, got {self.train_base!r}")
+        _check_init("dsr", self.init)
 
 
 @dataclass(frozen=True)
@@ -294,14 +305,18 @@ class ITERSRRecipe(OptimConfig):
         text_slots: ``ITERSRConfig.text_slots``.
         local_kernel: ``ITERSRConfig.local_kernel``.
         mask_ratios: A ratio is drawn per sample; that fraction of hi-res tokens becomes BOI.
+        init: ``"coglm"`` (a copy of the run's CogLM) or ``"start_from"`` (continue the
+            ITERSR of the ``start_from`` weights folder), as `DSRRecipe.init`.
     """
 
     text_slots: int = 16
     local_kernel: tuple[int, int] = (9, 5)
     mask_ratios: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 0.9)
+    init: str = "coglm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_init("itersr", self.init)
         if not self.mask_ratios or not all(0 < r <= 1 for r in self.mask_ratios):
             raise ValueError(f"mask_ratios must be in (0, 1], got {self.mask_ratios}")
 
@@ -384,6 +399,12 @@ class TrainingConfig:
                 f"retrain the models trained on it; got start_from={self.start_from!r}, "
                 f"retrain={list(self.retrain)}"
             )
+
+        for name in ("dsr", "itersr"):
+            if getattr(self, name).init == "start_from" and not self.start_from:
+                raise ValueError(
+                    f"[{name}] init = 'start_from' needs start_from (a weights folder)"
+                )
 
     def trains(self, model: str) -> bool:
         """Whether this run trains ``model`` (``"coglm"``, ``"dsr"`` or ``"itersr"``) rather

@@ -16,6 +16,7 @@ from coglm_core.pretrained import save_pretrained as save_coglm
 from .. import _weights as W
 from ..models.config import DSRConfig, ITERSRConfig, config_to_json
 from ..models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
+from ..pipeline import CogView2Pipeline
 from .config import FINAL, TrainingConfig
 from .loop import run_loop
 from .runtime import barrier, default_device, is_main, wrap_model
@@ -151,7 +152,16 @@ def _train_sr(
         )
         model = IterativeSuperResolution(base, it_cfg)
         loss_module = SRLoss(model, cfg.itersr.mask_ratios)
-    tile_extra_positions(base, model.extra_positions, low_grid, high_grid)
+    if rc.init == "start_from":  # continue the weights folder's model (base and mixins)
+        given = getattr(CogView2Pipeline.from_pretrained(cfg.start_from, dtype=torch.float32), kind)
+        if given is None:
+            raise ValueError(f"[{kind}] init = 'start_from': {cfg.start_from} has no {kind} model")
+        with torch.no_grad():
+            base.load_state_dict(given.base.state_dict())
+        model.load_mixin_state_dict({k: v.to(dev) for k, v in given.mixin_state_dict().items()})
+        del given
+    else:
+        tile_extra_positions(base, model.extra_positions, low_grid, high_grid)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     records, positions = sr_samples(cfg, tensors)
     _log.info("%s: %.2fM trainable parameters, %d samples", kind, trainable / 1e6, len(records))
