@@ -86,10 +86,11 @@ for _dist in PACKAGES:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree."""
+    """ruff check and ruff format --check over the whole tree; no import circles."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", str(ROOT))
     session.run("ruff", "format", "--check", str(ROOT))
+    session.run("python", str(ROOT / "ci" / "import_cycles.py"))
 
 
 @nox.session(python=PYTHON)

@@ -61,9 +61,9 @@ def main() -> int:
         for policy in args.policies:
             times = {}
             for busy in (False, True):
+                out = Path(tmp) / f"{policy}-{busy}"
                 runs = [
-                    run_once(args.command, policy, busy, Path(tmp) / f"{policy}-{busy}-{r}",
-                             args.limit)  # fmt: skip
+                    run_once(args.command, policy, busy, out / str(r), args.limit)
                     for r in range(args.repeats)
                 ]
                 times[busy] = min(runs)

@@ -5,18 +5,38 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .masks import RegionMask
 
-if TYPE_CHECKING:
-    from .layers import SelfAttention
 
-AttentionFn = Callable[["SelfAttention", Tensor, int], Tensor]
+class SelfAttentionLike(Protocol):
+    """What an `AttentionFn` may use of the attention module it is given (``layers.SelfAttention``
+    provides it; declared here so that this module does not import ``layers``, which imports it)."""
+
+    query_key_value: nn.Linear
+    dense: nn.Linear
+    attention_dropout: float
+    training: bool
+
+    def split_heads(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, S, 3H) → q, k, v of (B, heads, S, D)."""
+        ...
+
+    def merge_heads(self, ctx: Tensor) -> Tensor:
+        """(B, heads, S, D) → (B, S, H)."""
+        ...
+
+    def dropout_probs(self, probs: Tensor) -> Tensor:
+        """Attention dropout (training only)."""
+        ...
+
+
+AttentionFn = Callable[[SelfAttentionLike, Tensor, int], Tensor]
 """``fn(attention_module, hidden (B, S, H) after input_layernorm, layer_index) -> (B, S, H)``.
 
 The returned tensor is the attention output AFTER the ``dense`` projection. A custom function may
@@ -168,7 +188,7 @@ class MaskedAttention:
     chunk_size: int = 256
     use_sdpa: bool = False
 
-    def __call__(self, module: SelfAttention, hidden: Tensor, layer: int) -> Tensor:
+    def __call__(self, module: SelfAttentionLike, hidden: Tensor, layer: int) -> Tensor:
         q, k, v = module.split_heads(module.query_key_value(hidden))  # each (B, h, S, hd)
         if self.kv_cache is not None:
             k, v = self.kv_cache.append(layer, k, v)
@@ -198,7 +218,7 @@ class MaskedAttention:
 
     def _attend(
         self,
-        module: SelfAttention,
+        module: SelfAttentionLike,
         q: Tensor,
         k: Tensor,
         v: Tensor,
@@ -219,7 +239,7 @@ class MaskedAttention:
         return torch.matmul(probs, v)
 
     def _region_attention(
-        self, module: SelfAttention, q: Tensor, k: Tensor, v: Tensor, region: RegionMask
+        self, module: SelfAttentionLike, q: Tensor, k: Tensor, v: Tensor, region: RegionMask
     ) -> Tensor:
         if k.shape[2] != q.shape[2]:
             raise ValueError("a RegionMask cannot be combined with a KV cache")

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
-from cluster_sampling import load_labels, save_labels
+from cluster_sampling import load_labels
 from coglm_core import atomic_path, quantize_linears_int8, save_safetensors
 from coglm_core.config import CogLMConfig
 from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
@@ -36,9 +36,6 @@ from .memory import MemoryPlan
 from .models.config import config_from_json, config_to_json
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .placement import Part, Placer
-
-if TYPE_CHECKING:
-    from .pipeline import CogView2Pipeline
 
 FORMAT = "cogview2-pipeline"
 FORMAT_VERSION = 1
@@ -145,26 +142,6 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def save_pipeline(pipe: CogView2Pipeline, root: Path) -> Path:
-    """Write every component of ``pipe`` under ``root`` (shared bases once); returns ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    pipe.tokenizer.save_pretrained(root / "tokenizer")
-    save_coglm(pipe.coglm, root / "coglm")
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": pipe.config.to_dict(),
-    }
-    for name in ("dsr", "itersr"):
-        model = getattr(pipe, name)
-        manifest[name] = (
-            None if model is None else {"shares_base": save_sr(model, root / name, pipe.coglm)}
-        )
-    save_labels(root / LABELS_FILE, pipe.cluster_labels)
-    atomic_write_text(root / PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
-    return root
-
-
 def model_structure(
     root: Path, manifest: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Part], dict[str, tuple[str, ...]]]:
@@ -226,7 +203,7 @@ def model_parts(
 def load_pipeline(
     root: Path, *, device: torch.device | str, plan: MemoryPlan | None = None
 ) -> dict[str, Any]:
-    """Read a `save_pipeline` folder: the constructor arguments of `CogView2Pipeline`, with
+    """Read a `CogView2Pipeline.save_pretrained` folder: the constructor arguments of `CogView2Pipeline`, with
     ``config`` as a plain dict and a ``placer`` that holds the weights as ``plan`` says
     (default: all resident, stored dtype). Weights are streamed from the safetensors files one
     tensor at a time; under ``disk_offload`` none are read until a stage needs them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,8 +13,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from cluster_sampling import save_labels
 from coglm_core.generation import UNKNOWN
 from coglm_core.infilling import infill
+from coglm_core.pretrained import save_pretrained as save_coglm
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
@@ -565,7 +568,25 @@ class CogView2Pipeline:
                 "resident without int8 to save it"
             )
         self._placer.release_all()  # model_offload: the weights are all in CPU memory
-        return W.save_pipeline(self, Path(path))
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(root / "tokenizer")
+        save_coglm(self.coglm, root / "coglm")
+        manifest: dict[str, object] = {
+            "format": W.FORMAT,
+            "format_version": W.FORMAT_VERSION,
+            "config": self.config.to_dict(),
+        }
+        for name in ("dsr", "itersr"):  # a base shared with CogLM is written once
+            model = getattr(self, name)
+            manifest[name] = (
+                None
+                if model is None
+                else {"shares_base": W.save_sr(model, root / name, self.coglm)}
+            )
+        save_labels(root / W.LABELS_FILE, self.cluster_labels)
+        W.atomic_write_text(root / W.PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
+        return root
 
     @classmethod
     def from_pretrained(
