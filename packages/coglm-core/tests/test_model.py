@@ -260,3 +260,10 @@ def test_logits_mask_selects_positions(tiny_model: CogLM) -> None:
     full = tiny_model(ids, pos, attention_mask=mask, attention_bias=bias).logits
     part = tiny_model(ids, pos, attention_mask=mask, attention_bias=bias, logits_mask=keep).logits
     torch.testing.assert_close(part, full[keep])
+
+
+def test_device_and_dtype_are_the_weights() -> None:
+    model = CogLM(CogLMConfig.tiny(), device="meta")
+    assert model.device == torch.device("meta") and model.dtype == torch.float32
+    model = CogLM(CogLMConfig.tiny(), dtype=torch.bfloat16)
+    assert model.device == torch.device("cpu") and model.dtype == torch.bfloat16

@@ -85,3 +85,24 @@ def test_converter_round_trips_official_layout(tiny_pipe, tmp_path) -> None:
         sa, sb = a.mixin_state_dict(), b.mixin_state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert out.dsr.base is out.coglm
+
+
+def test_build_sr_follows_the_config_type() -> None:
+    import pytest
+
+    from coglm_core import CogLM, CogLMConfig
+    from cogview2.models import (
+        DirectSuperResolution,
+        DSRConfig,
+        IterativeSuperResolution,
+        ITERSRConfig,
+        build_sr,
+    )
+
+    base = CogLM(CogLMConfig.tiny(), device="meta")
+    dsr = build_sr(base, DSRConfig(low_grid=4, high_grid=12, text_slots=8))
+    itersr = build_sr(base, ITERSRConfig(high_grid=12, text_slots=8))
+    assert type(dsr) is DirectSuperResolution and type(itersr) is IterativeSuperResolution
+    assert dsr.base is itersr.base is base and base.device.type == "meta"
+    with pytest.raises(ValueError, match="no super-resolution model for CogLMConfig"):
+        build_sr(base, CogLMConfig.tiny())  # type: ignore[arg-type]

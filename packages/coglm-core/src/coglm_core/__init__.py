@@ -2,7 +2,7 @@
 
 from importlib.metadata import version as _version
 
-from ._atomic import atomic_path, save_safetensors
+from ._atomic import atomic_path, atomic_write_text, save_safetensors
 from .attention import MASKED_SCORE, AttentionFn, KVCache, MaskedAttention, sat_attention
 from .config import CogLMConfig
 from .data import TokenDataset, write_token_file
@@ -66,6 +66,7 @@ __all__ = [
     "TrainingExample",
     "__version__",
     "atomic_path",
+    "atomic_write_text",
     "check_state_dict",
     "coglm_attention_mask",
     "coglm_loss",

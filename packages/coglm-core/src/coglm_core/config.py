@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_path
+from ._atomic import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -196,9 +196,3 @@ class CogLMConfig:
     def load(cls, path: str | os.PathLike[str]) -> CogLMConfig:
         """Read a file written by `save`."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and `os.replace`."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")

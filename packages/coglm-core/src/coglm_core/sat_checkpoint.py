@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._atomic import atomic_path
-from .config import CogLMConfig, atomic_write_text
+from ._atomic import atomic_path, atomic_write_text
+from .config import CogLMConfig
 
 MODEL_FILE = "mp_rank_00_model_states.pt"
 NESTED_PREFIX = ("sharefs", "cogview-new")

@@ -18,8 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ._atomic import save_safetensors
-from .config import CogLMConfig, atomic_write_text
+from ._atomic import atomic_write_text, save_safetensors
+from .config import CogLMConfig
 from .losses import masked_token_losses, modality_losses
 from .strategies import Variant, collate, pretraining_example
 from .transformer import CogLM

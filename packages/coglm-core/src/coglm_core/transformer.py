@@ -220,6 +220,16 @@ class CogLM(nn.Module):
         if position_ids.numel() and (position_ids.min() < 0 or position_ids.max() >= limit):
             raise ValueError(f"position_ids must be in [0, {limit})")
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (the word embeddings' device; every weight is on one)."""
+        return self.transformer.word_embeddings.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the weights (the word embeddings')."""
+        return self.transformer.word_embeddings.weight.dtype
+
     def new_kv_cache(self, capacity: int = 0) -> KVCache:
         """An empty `KVCache` for this model, with room for ``capacity`` tokens per layer."""
         return KVCache(self.config.num_layers, capacity)

@@ -283,7 +283,7 @@ def _run_info(args: argparse.Namespace) -> int:
     print(
         f"stage 1 CogLM: {cfg.num_layers} layers, hidden {cfg.hidden_size}, {cfg.num_attention_heads} heads, "
         f"vocab {cfg.vocab_size}, {pipe.coglm.num_parameters():,} parameters, "
-        f"{pipe.coglm.transformer.word_embeddings.weight.dtype}"
+        f"{pipe.coglm.dtype}"
     )
     for name in ("dsr", "itersr"):
         model = getattr(pipe, name)

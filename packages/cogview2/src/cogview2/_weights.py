@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from cluster_sampling import load_labels
-from coglm_core import atomic_path, quantize_linears_int8, save_safetensors
+from coglm_core import atomic_write_text, quantize_linears_int8, save_safetensors
 from coglm_core.config import CogLMConfig
 from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from coglm_core.pretrained import from_pretrained as load_coglm
@@ -34,7 +34,7 @@ from icetk import IceTokenizer
 
 from .memory import MemoryPlan
 from .models.config import config_from_json, config_to_json
-from .models.sr import DirectSuperResolution, IterativeSuperResolution
+from .models.sr import DirectSuperResolution, IterativeSuperResolution, build_sr
 from .placement import Part, Placer
 
 FORMAT = "cogview2-pipeline"
@@ -44,12 +44,6 @@ LABELS_FILE = "cluster_labels.npy"
 SR_CONFIG_FILE = "sr_config.json"
 MIXINS_FILE = "mixins.safetensors"
 SHARED = "coglm"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text through a temporary file in the same folder and `os.replace`."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
@@ -97,8 +91,7 @@ def load_sr(
     )
     config = config_from_json((folder / SR_CONFIG_FILE).read_text(encoding="utf-8"))
     base = coglm if shares == SHARED else load_coglm(folder / "base", device=device, dtype=dtype)
-    cls = DirectSuperResolution if config.to_dict()["kind"] == "dsr" else IterativeSuperResolution
-    model = cls(base, config)  # type: ignore[arg-type]
+    model = build_sr(base, config)
     check_safetensors(folder / MIXINS_FILE)
     state = load_file(folder / MIXINS_FILE, device=str(device))
     if dtype is not None:
@@ -168,8 +161,7 @@ def model_structure(
             if shared
             else CogLM(CogLMConfig.load(folder / "base" / CONFIG_NAME), device="meta")
         )
-        cls = DirectSuperResolution if name == "dsr" else IterativeSuperResolution
-        models[name] = cls(base, config)  # type: ignore[arg-type]
+        models[name] = build_sr(base, config)
     return models, *model_parts(models, root)
 
 

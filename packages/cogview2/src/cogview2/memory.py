@@ -284,7 +284,7 @@ def estimate_memory(
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     present = [s for s in stages if stage_models(models, s)[0] is not None]
-    dtype = plan.dtype or models["coglm"].transformer.word_embeddings.weight.dtype  # type: ignore[union-attr]
+    dtype = plan.dtype or models["coglm"].dtype  # type: ignore[union-attr]
     act = dtype.itemsize
     cpu_half = torch.device(device).type == "cpu" and act == 2
     rows = []

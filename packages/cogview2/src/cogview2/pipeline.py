@@ -101,7 +101,7 @@ class CogView2Pipeline:
         self.tokenizer, self.coglm, self.dsr, self.itersr = tokenizer, coglm, dsr, itersr
         self.cluster_labels = torch.as_tensor(cluster_labels).long().cpu()
         self.config = config or PipelineConfig()
-        device = coglm.transformer.word_embeddings.weight.device
+        device = coglm.device
         self._placer = placer or Placer.resident(device)
         self._check_components()
         for model in (coglm, dsr, itersr):

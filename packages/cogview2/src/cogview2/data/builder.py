@@ -14,11 +14,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from coglm_core import atomic_write_text
+
 from .annotations import EmojiInfo, load_emoji_table
 from .captions import CAPTION_TEMPLATES, DEFAULT_TEMPLATE, make_caption
 from .card import write_dataset_readme
 from .render import RenderError, render_svg
-from .shards import FORMAT_VERSION, ShardInfo, ShardWriter, atomic_write_text
+from .shards import FORMAT_VERSION, ShardInfo, ShardWriter
 from .sources import (
     CLDR_ANNOTATIONS,
     CLDR_ANNOTATIONS_DERIVED,

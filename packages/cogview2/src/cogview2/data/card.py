@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .shards import atomic_write_text
+from coglm_core import atomic_write_text
 
 __all__ = ["write_dataset_readme"]
 

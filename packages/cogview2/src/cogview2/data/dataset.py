@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from coglm_core import atomic_write_text
+
 from .captions import DEFAULT_TEMPLATE, make_caption
-from .shards import FORMAT_VERSION, atomic_write_text, read_member, sha256_file
+from .shards import FORMAT_VERSION, read_member, sha256_file
 from .split import SPLITS
 
 __all__ = ["EmojiDataset", "export_png_folder", "load_manifest", "select_records", "verify_shards"]

@@ -22,7 +22,6 @@ __all__ = [
     "FORMAT_VERSION",
     "ShardInfo",
     "ShardWriter",
-    "atomic_write_text",
     "read_member",
     "sha256_file",
 ]
@@ -155,18 +154,3 @@ def read_member(shard: str | Path, offset: int, length: int) -> bytes:
             f"{shard}: wanted {length} bytes at {offset}, got {len(data)} (truncated?)"
         )
     return data
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .._weights import atomic_write_text
+from coglm_core import atomic_write_text
+
 from ..data import EmojiDataset, make_caption
 from ..data.dataset import select_records
 from ..pipeline import CogView2Pipeline

@@ -6,6 +6,7 @@ from .sr import (
     DirectSuperResolution,
     ExtraPositionEmbedding,
     IterativeSuperResolution,
+    build_sr,
     tile_extra_positions,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "ITERSRAttention",
     "ITERSRConfig",
     "IterativeSuperResolution",
+    "build_sr",
     "config_from_json",
     "config_to_json",
     "dsr_level0_mask",

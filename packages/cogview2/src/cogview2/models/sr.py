@@ -219,3 +219,15 @@ def tile_extra_positions(base: CogLM, table: Tensor, low_grid: int, high_grid: i
     reps = high_grid // low_grid
     grid = old.reshape(low_grid, low_grid, -1).repeat(reps, reps, 1)
     table.copy_(grid.reshape(high_grid * high_grid, -1))
+
+
+def build_sr(
+    base: CogLM, config: DSRConfig | ITERSRConfig, *, backend: str | None = None
+) -> DirectSuperResolution | IterativeSuperResolution:
+    """The super-resolution model of ``config``'s type on ``base``: `DirectSuperResolution` for
+    a `DSRConfig`, `IterativeSuperResolution` for an `ITERSRConfig`."""
+    if isinstance(config, DSRConfig):
+        return DirectSuperResolution(base, config, backend=backend)
+    if isinstance(config, ITERSRConfig):
+        return IterativeSuperResolution(base, config, backend=backend)
+    raise ValueError(f"no super-resolution model for {type(config).__name__}")

@@ -46,7 +46,7 @@ def generate_caption_ids(
     cfg = model.config
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
-    device = model.transformer.word_embeddings.weight.device
+    device = model.device
     image_len = cfg.num_image_positions
     n = image_ids.shape[0]
     tokens = torch.full((n, image_len + 1 + max_length), -1, dtype=torch.long, device=device)

@@ -36,7 +36,7 @@ def unconditional_guidance(model: CogLM, scale: float) -> Guidance | None:
     if scale == 1.0:
         return None
     cfg = model.config
-    device = model.transformer.word_embeddings.weight.device
+    device = model.device
     return Guidance(
         prefix=torch.tensor([cfg.boi_id], dtype=torch.long, device=device),
         position_ids=text_image_position_ids(0, cfg, device=device),
@@ -80,7 +80,7 @@ def generate_low_res(
         (num_images, grid²) long image ids.
     """
     cfg = model.config
-    device = model.transformer.word_embeddings.weight.device
+    device = model.device
     n, image_len = len(text_ids), cfg.num_image_positions
     if n == 0:
         raise ValueError("the prompt encodes to no text tokens")

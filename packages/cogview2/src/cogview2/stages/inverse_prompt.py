@@ -39,7 +39,7 @@ def caption_scores(
     cfg = model.config
     if not caption_ids:
         raise ValueError("caption_ids is empty")
-    device = model.transformer.word_embeddings.weight.device
+    device = model.device
     image_len, m = cfg.num_image_positions, len(caption_ids)
     if image_ids.shape[1:] != (image_len,):
         raise ValueError(f"image_ids must be (N, {image_len}), got {tuple(image_ids.shape)}")

@@ -27,11 +27,12 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from cluster_sampling import cluster_codebook
+from coglm_core import atomic_write_text
 from coglm_core.data import write_token_file
 from icetk import IceTokenizer
 
 from .._layout import layout_pad_id
-from .._weights import LABELS_FILE, atomic_save_tensors, atomic_write_text
+from .._weights import LABELS_FILE, atomic_save_tensors
 from ..data import SPLITS, EmojiDataset, make_caption
 from ..data.dataset import select_records
 from .config import TrainingConfig

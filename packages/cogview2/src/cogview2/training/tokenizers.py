@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from coglm_core import atomic_write_text
 from icetk import (
     HVQVAE,
     IceTokenizer,
@@ -27,7 +28,6 @@ from icetk import (
 )
 from icetk.train_image import ImageTrainConfig, train_vqvae
 
-from .._weights import atomic_write_text
 from ..data import EmojiDataset, make_caption
 from .config import TrainingConfig
 from .runtime import barrier, default_device, is_main
