@@ -31,7 +31,7 @@ def test_default_weights_generate_one_image_end_to_end() -> None:
     assert image.size == (pipe.image_size, pipe.image_size) == (480, 480)
     pixels = torch.tensor(list(image.convert("L").resize((16, 16)).tobytes()), dtype=torch.float)
     assert pixels.std() > 5  # a picture, not a flat fill
-    again = CogView2Pipeline.from_pretrained(DEFAULT_WEIGHTS, memory="1GB")(
+    again = CogView2Pipeline.from_pretrained(DEFAULT_WEIGHTS, max_memory="1GB")(
         "red apple", num_images=1, generator=torch.Generator().manual_seed(0), progress=False,
         output_type="tokens",
     )  # fmt: skip

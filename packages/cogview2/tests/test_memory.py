@@ -52,10 +52,14 @@ def _tensors(pipe: CogView2Pipeline) -> dict[int, torch.Tensor]:
 
 @pytest.mark.parametrize("int8", [False, True])
 def test_offloaded_stages_give_the_resident_tokens(folder, int8):
-    resident = CogView2Pipeline.from_pretrained(folder, memory=MemoryPlan("resident", int8=int8))
+    resident = CogView2Pipeline.from_pretrained(
+        folder, memory_plan=MemoryPlan("resident", int8=int8)
+    )
     expected = _tokens(resident)
     for placement in ("model_offload", "disk_offload"):
-        pipe = CogView2Pipeline.from_pretrained(folder, memory=MemoryPlan(placement, int8=int8))
+        pipe = CogView2Pipeline.from_pretrained(
+            folder, memory_plan=MemoryPlan(placement, int8=int8)
+        )
         tokens, scores = _tokens(pipe)
         assert torch.equal(tokens, expected[0]), placement
         torch.testing.assert_close(scores, expected[1], rtol=0, atol=0)
@@ -63,7 +67,7 @@ def test_offloaded_stages_give_the_resident_tokens(folder, int8):
 
 
 def test_disk_offload_holds_one_stage_at_a_time(folder):
-    pipe = CogView2Pipeline.from_pretrained(folder, memory=MemoryPlan("disk_offload"))
+    pipe = CogView2Pipeline.from_pretrained(folder, memory_plan=MemoryPlan("disk_offload"))
     assert all(t.is_meta for t in _tensors(pipe).values())  # nothing read before a stage runs
     loaded = []
     for stages in (("coarse",), ("coarse", "dsr"), ("coarse", "dsr", "itersr")):
@@ -78,7 +82,7 @@ def test_disk_offload_holds_one_stage_at_a_time(folder):
 
 @pytest.mark.parametrize("dtype, int8", [(None, False), (torch.bfloat16, False), (None, True)])
 def test_predicted_weights_equal_the_loaded_bytes(folder, dtype, int8):
-    pipe = CogView2Pipeline.from_pretrained(folder, memory=MemoryPlan("resident", dtype, int8))
+    pipe = CogView2Pipeline.from_pretrained(folder, memory_plan=MemoryPlan("resident", dtype, int8))
     loaded = sum(t.numel() * t.element_size() for t in _tensors(pipe).values())
     models = {"coglm": pipe.coglm, "dsr": pipe.dsr, "itersr": pipe.itersr}
     estimate = estimate_memory(models, MemoryPlan("resident", dtype, int8))
@@ -100,15 +104,15 @@ def test_budget_picks_the_fastest_plan_that_fits(folder):
     assert choose_plan(models, offload)[0] == MemoryPlan("disk_offload")
     cuda = choose_plan(models, resident - 1, device="cuda")[0]
     assert cuda.placement == "model_offload"  # an accelerator keeps the models in CPU memory
-    loaded = CogView2Pipeline.from_pretrained(folder, memory=offload)
+    loaded = CogView2Pipeline.from_pretrained(folder, max_memory=offload)
     assert loaded.memory_plan == MemoryPlan("disk_offload")
 
 
 def test_too_small_a_budget_fails_fast_naming_the_smallest(folder):
     with pytest.raises(ValueError, match="too small") as err:
-        CogView2Pipeline.from_pretrained(folder, memory="1kB")
+        CogView2Pipeline.from_pretrained(folder, max_memory="1kB")
     smallest = re.search(r"needs ([0-9.]+ [MG]B)", str(err.value)).group(1)
-    assert CogView2Pipeline.from_pretrained(folder, memory=smallest).memory_plan.int8
+    assert CogView2Pipeline.from_pretrained(folder, max_memory=smallest).memory_plan.int8
 
 
 @pytest.mark.parametrize(
@@ -126,7 +130,7 @@ def test_parse_size_rejects(text):
 
 
 def test_offloaded_pipeline_refuses_to_move_or_save(folder, tmp_path):
-    pipe = CogView2Pipeline.from_pretrained(folder, memory=MemoryPlan("disk_offload"))
+    pipe = CogView2Pipeline.from_pretrained(folder, memory_plan=MemoryPlan("disk_offload"))
     with pytest.raises(ValueError, match="offloads"):
         pipe.to("cpu")
     with pytest.raises(ValueError, match="cannot save"):
@@ -244,3 +248,39 @@ def test_bad_plans_and_placers_are_clear_errors(folder):
         Placer({"coglm": Part(models["coglm"])}, {}, MemoryPlan("disk_offload"), "cpu")
     with pytest.raises(ValueError, match="num_images"):
         estimate_memory(models, MemoryPlan(), num_images=0)
+
+
+def test_plan_and_budget_are_separate_arguments_and_the_old_one_is_deprecated(folder):
+    with pytest.warns(DeprecationWarning, match="memory_plan=MemoryPlan"):
+        old = CogView2Pipeline.from_pretrained(folder, memory=MemoryPlan("disk_offload"))
+    assert (
+        old.memory_plan
+        == CogView2Pipeline.from_pretrained(
+            folder, memory_plan=MemoryPlan("disk_offload")
+        ).memory_plan
+    )
+    with pytest.warns(DeprecationWarning):
+        budget = CogView2Pipeline.from_pretrained(folder, memory="1GB")
+    assert (
+        budget.memory_plan == CogView2Pipeline.from_pretrained(folder, max_memory="1GB").memory_plan
+    )
+    with pytest.raises(ValueError, match="either memory_plan"):
+        CogView2Pipeline.from_pretrained(folder, memory_plan=MemoryPlan(), max_memory="1GB")
+
+
+def test_cli_and_web_load_through_one_module(folder, tmp_path, monkeypatch):
+    from cogview2 import loading
+    from cogview2.web import server
+
+    assert server.resolve_weights is loading.resolve_weights
+    monkeypatch.setenv(loading.WEIGHTS_ENV, str(folder))
+    assert loading.resolve_weights(None) == folder
+    with pytest.raises(FileNotFoundError, match="demo weights shipped with the package"):
+        loading.resolve_weights(tmp_path / "none")
+    assert loading.parse_dtype("bf16") == torch.bfloat16 and loading.parse_dtype(None) is None
+    with pytest.raises(ValueError, match="--dtype must be one of"):
+        loading.parse_dtype("half")
+    with pytest.raises(ValueError, match="need a weights folder, not --tiny"):
+        loading.load_pipeline(tiny=True, max_memory="1GB")
+    pipe = loading.load_pipeline(None, dtype="float32", memory_plan=MemoryPlan("model_offload"))
+    assert pipe.memory_plan.placement == "model_offload" and pipe.coglm.dtype == torch.float32

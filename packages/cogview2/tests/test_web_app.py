@@ -26,13 +26,15 @@ def test_serve_binds_loopback_only():
 
 
 def test_resolve_weights(monkeypatch, tmp_path):
-    monkeypatch.delenv(server.DEFAULT_WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(server, "DEFAULT_WEIGHTS", tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match=r"no demo weights are installed.*--weights DIR"):
+    from cogview2 import loading
+
+    monkeypatch.delenv(loading.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(loading, "DEMO_WEIGHTS", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=r"absent: pass --weights DIR"):
         server.resolve_weights(None)
     with pytest.raises(FileNotFoundError, match="elsewhere"):
         server.resolve_weights(tmp_path / "elsewhere")
-    monkeypatch.setenv(server.DEFAULT_WEIGHTS_ENV, str(tmp_path))
+    monkeypatch.setenv(loading.WEIGHTS_ENV, str(tmp_path))
     assert server.resolve_weights(None) == tmp_path
 
 

@@ -9,80 +9,45 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-DEFAULT_WEIGHTS_ENV = "COGVIEW2_WEIGHTS"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "demo"
-"""The demo weights (`cogview2.DEMO_WEIGHTS`, without importing torch); used when --weights
-is not given."""
+from .loading import DTYPE_NAMES, WEIGHTS_ENV, load_pipeline, parse_dtype, resolve_weights
+from .weights import DEMO_WEIGHTS
 
-_DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-}
-
-
-def _dtype(name: str | None):
-    import torch
-
-    if name is None:
-        return None
-    if name not in _DTYPES:
-        raise ValueError(f"--dtype must be one of {sorted(_DTYPES)}, got {name!r}")
-    return getattr(torch, _DTYPES[name])
+DEFAULT_WEIGHTS_ENV = WEIGHTS_ENV  # the names this module had; `cogview2.loading` owns them
+DEFAULT_WEIGHTS = DEMO_WEIGHTS
 
 
 def _load(args: argparse.Namespace):
     """The pipeline named by --weights / $COGVIEW2_WEIGHTS / the demo weights, or --tiny."""
-    from .pipeline import CogView2Pipeline
-
-    memory = _memory(args)
-    if getattr(args, "tiny", False):
-        from .tiny import build_tiny_pipeline
-
-        if memory is not None:
-            raise ValueError("--max-memory / --offload / --int8 need a weights folder, not --tiny")
-        return build_tiny_pipeline(seed=0).to(args.device)
-    return CogView2Pipeline.from_pretrained(
-        _weights_folder(args),
+    plan, budget = _memory(args)
+    return load_pipeline(
+        args.weights,
+        tiny=getattr(args, "tiny", False),
         device=args.device,
-        dtype=_dtype(args.dtype),
-        memory=memory,
+        dtype=args.dtype,
+        memory_plan=plan,
+        max_memory=budget,
         num_images=getattr(args, "num_images", 1),
     )
 
 
-def _weights_folder(args: argparse.Namespace) -> Path:
-    folder = Path(args.weights or os.environ.get(DEFAULT_WEIGHTS_ENV) or DEFAULT_WEIGHTS)
-    if not folder.exists():
-        raise FileNotFoundError(
-            f"no weights at {folder}: pass --weights DIR (a folder written by `cogview2 convert` or "
-            f"save_pretrained), set ${DEFAULT_WEIGHTS_ENV}, or leave both out for the demo "
-            "weights shipped with the package"
-        )
-    return folder
-
-
 def _memory(args: argparse.Namespace):
-    """A budget string (--max-memory), an explicit `MemoryPlan` (--offload / --int8), or None."""
+    """``(plan, budget)``: an explicit `MemoryPlan` (--offload / --int8) or a budget string
+    (--max-memory); at most one of them is set."""
     from .memory import MemoryPlan, parse_size
 
     if args.max_memory is not None:
         if args.offload is not None or args.int8:
             raise ValueError("give either --max-memory (the plan is chosen) or --offload/--int8")
         parse_size(args.max_memory)  # fail before any file is read
-        return args.max_memory
+        return None, args.max_memory
     if args.offload is None and not args.int8:
-        return None
+        return None, None
     placement = {"model": "model_offload", "disk": "disk_offload", None: "resident"}
-    return MemoryPlan(placement[args.offload], _dtype(args.dtype), args.int8)
+    return MemoryPlan(placement[args.offload], parse_dtype(args.dtype), args.int8), None
 
 
 def _save_png(image, path: Path) -> None:
@@ -231,7 +196,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         args.icetk,
         args.labels,
         args.out,
-        dtype=_dtype(args.dtype),
+        dtype=parse_dtype(args.dtype),
     )
     print(
         f"wrote {report.output} (DSR base shared with CogLM: {report.dsr_shares_base}; "
@@ -255,12 +220,12 @@ def _run_plan(args: argparse.Namespace) -> int:
         models, config = build_models(args.preset), PipelineConfig()
         source = f"preset {args.preset}"
     else:
-        folder = _weights_folder(args)
+        folder = resolve_weights(args.weights)
         manifest = W.read_manifest(folder)
         models, _, _ = W.model_structure(folder, manifest)
         config = PipelineConfig.from_dict(manifest.get("config", {}))
         source = str(folder)
-    dtype, n = _dtype(args.dtype), args.num_images
+    dtype, n = parse_dtype(args.dtype), args.num_images
     print(f"{source}: predicted device peak per stage, {n} image(s) per call, on {args.device}")
     for plan in candidate_plans(args.device, dtype):
         est = estimate_memory(models, plan, num_images=n, config=config, device=args.device)
@@ -331,7 +296,10 @@ def _common(p: argparse.ArgumentParser, *, what: str = "images") -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument(
-        "--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype (default: as stored)"
+        "--dtype",
+        default=None,
+        choices=sorted(DTYPE_NAMES),
+        help="weight dtype (default: as stored)",
     )
     p.add_argument(
         "--seed",
@@ -496,7 +464,10 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("--labels", type=Path, required=True, help="cluster_label.npy")
     conv.add_argument("--out", type=Path, required=True, help="the pipeline folder to write")
     conv.add_argument(
-        "--dtype", default=None, choices=sorted(_DTYPES), help="weight dtype (default: as stored)"
+        "--dtype",
+        default=None,
+        choices=sorted(DTYPE_NAMES),
+        help="weight dtype (default: as stored)",
     )
     conv.set_defaults(func=_run_convert)
 

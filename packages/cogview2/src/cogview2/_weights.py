@@ -193,18 +193,26 @@ def model_parts(
 
 
 def load_pipeline(
-    root: Path, *, device: torch.device | str, plan: MemoryPlan | None = None
+    root: Path,
+    *,
+    device: torch.device | str,
+    plan: MemoryPlan | None = None,
+    manifest: dict[str, Any] | None = None,
+    structure: tuple[dict[str, Any], dict[str, Part], dict[str, tuple[str, ...]]] | None = None,
 ) -> dict[str, Any]:
-    """Read a `CogView2Pipeline.save_pretrained` folder: the constructor arguments of `CogView2Pipeline`, with
-    ``config`` as a plain dict and a ``placer`` that holds the weights as ``plan`` says
-    (default: all resident, stored dtype). Weights are streamed from the safetensors files one
-    tensor at a time; under ``disk_offload`` none are read until a stage needs them."""
+    """Read a `CogView2Pipeline.save_pretrained` folder: the constructor arguments of
+    `CogView2Pipeline`, with ``config`` as a plain dict and a ``placer`` that holds the weights
+    as ``plan`` says (default: all resident, stored dtype). Weights are streamed from the
+    safetensors files one tensor at a time; under ``disk_offload`` none are read until a stage
+    needs them. ``manifest`` and ``structure`` (`read_manifest`, `model_structure` of this
+    folder) spare a second read when the caller has them already."""
     plan = plan or MemoryPlan()
-    manifest = read_manifest(root)
+    manifest = manifest or read_manifest(root)
     require_files(root, [LABELS_FILE])
     if not (root / "tokenizer").is_dir():
         raise FileNotFoundError(f"weights folder {root} is missing ['tokenizer/']")
-    models, parts, stages = model_structure(root, manifest)
+    # ``structure``: `model_structure` of this folder, already built by the caller (planning)
+    models, parts, stages = structure or model_structure(root, manifest)
     for part in parts.values():  # before any work: under disk offload they are read late
         check_safetensors(part.file)  # type: ignore[arg-type]
     if plan.int8:

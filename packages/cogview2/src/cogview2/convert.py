@@ -195,5 +195,5 @@ def convert_official(
     W.atomic_write_text(out / W.PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
     # Check the components against each other (vocabulary, grids, labels) without reading a
     # weight: the structure alone, with nothing loaded.
-    CogView2Pipeline.from_pretrained(out, memory=MemoryPlan("disk_offload"))
+    CogView2Pipeline.from_pretrained(out, memory_plan=MemoryPlan("disk_offload"))
     return ConversionReport(out, shares["dsr"], shares["itersr"], ignored)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -34,10 +35,7 @@ from .stages.coarse import generate_low_res, stage1_sampler
 from .stages.completion import Box, box_grid_mask, feathered_box_alpha, paste_into
 from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
-
-DEMO_WEIGHTS = Path(__file__).parent / "weights" / "demo"
-"""The small emoji demo weights shipped inside the package (18 MB; docs/training.md):
-``CogView2Pipeline.from_pretrained(DEMO_WEIGHTS)`` or ``from_pretrained("demo")``."""
+from .weights import DEMO_WEIGHTS
 
 STAGES = ("coarse", "dsr", "itersr")
 STAGE_NAMES = {
@@ -182,7 +180,7 @@ class CogView2Pipeline:
         if self.memory_plan.placement != "resident":
             raise ValueError(
                 f"this pipeline offloads its weights ({self.memory_plan.describe()}); choose the "
-                "device and dtype in from_pretrained(..., device=, memory=) instead of .to()"
+                "device and dtype in from_pretrained(..., device=, memory_plan=) instead of .to()"
             )
         for model in (self.coglm, self.dsr, self.itersr):
             if model is not None:
@@ -595,40 +593,66 @@ class CogView2Pipeline:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
-        memory: MemoryPlan | str | int | None = None,
+        memory_plan: MemoryPlan | None = None,
+        max_memory: str | int | None = None,
         num_images: int = 1,
+        memory: MemoryPlan | str | int | None = None,
     ) -> CogView2Pipeline:
         """Load a folder written by `save_pretrained` (or by `convert_official`).
 
-        Weights are streamed from safetensors one tensor at a time (never a whole extra copy).
+        Weights are streamed from safetensors one tensor at a time (never a whole extra copy);
+        the manifest is read and the models are built (on the meta device) once.
 
         Args:
             path: The folder; ``"demo"`` names the demo weights shipped with the package
                 (`DEMO_WEIGHTS`; write ``"./demo"`` for a folder of that name).
             device: Execution device.
             dtype: Weight dtype (default: as stored).
-            memory: A `MemoryPlan`, or a budget such as ``"16GB"`` for which the fastest
-                fitting plan is chosen (`cogview2.memory.choose_plan`); default: all resident.
-            num_images: Images per call the budget must allow (with ``memory`` as a budget).
+            memory_plan: Where the weights live between stages (`MemoryPlan`); default: all
+                resident. Exclusive with ``max_memory``.
+            max_memory: A device budget such as ``"16GB"`` or bytes: the fastest plan that fits
+                is chosen (`cogview2.memory.choose_plan`), as diffusers' ``max_memory``.
+            num_images: Images per call the budget must allow.
+            memory: Deprecated: a plan or a budget in one argument; use ``memory_plan`` or
+                ``max_memory``.
 
         Raises:
             FileNotFoundError: the folder or one of its files is missing (all are named).
             ValueError: wrong format, inconsistent components, a budget no plan fits (the
-                message names the smallest that would), or a device this machine lacks.
+                message names the smallest that would), both a plan and a budget, or a device
+                this machine lacks.
         """
+        if memory is not None:
+            warnings.warn(
+                "from_pretrained(memory=...) is deprecated: pass memory_plan=MemoryPlan(...) or "
+                "max_memory='16GB'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if memory_plan is not None or max_memory is not None:
+                raise ValueError("give memory_plan or max_memory, not the deprecated memory too")
+            if isinstance(memory, MemoryPlan):
+                memory_plan = memory
+            else:
+                max_memory = memory
+        if memory_plan is not None and max_memory is not None:
+            raise ValueError("give either memory_plan (say where the weights live) or max_memory")
         root = DEMO_WEIGHTS if str(path) == "demo" else Path(path)
         check_device(device)
-        if memory is None or isinstance(memory, MemoryPlan):
-            plan = memory or MemoryPlan(dtype=dtype)
+        manifest = W.read_manifest(root)
+        structure = W.model_structure(root, manifest)
+        config = PipelineConfig.from_dict(manifest.get("config", {}))
+        if max_memory is None:
+            plan = memory_plan or MemoryPlan(dtype=dtype)
             if plan.dtype is None and dtype is not None:
                 plan = MemoryPlan(plan.placement, dtype, plan.int8)
         else:
-            manifest = W.read_manifest(root)
-            models, _, _ = W.model_structure(root, manifest)
-            config = PipelineConfig.from_dict(manifest.get("config", {}))
             plan, _ = choose_plan(
-                models, memory, device=device, dtype=dtype, num_images=num_images, config=config
-            )
-        parts = W.load_pipeline(root, device=device, plan=plan)
-        config = PipelineConfig.from_dict(parts.pop("config"))
+                structure[0], max_memory, device=device, dtype=dtype, num_images=num_images,
+                config=config,
+            )  # fmt: skip
+        parts = W.load_pipeline(
+            root, device=device, plan=plan, manifest=manifest, structure=structure
+        )
+        del parts["config"]
         return cls(**parts, config=config)

@@ -11,34 +11,12 @@ from typing import Any
 
 import torch
 
-from .._commands import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV
+from ..loading import DTYPE_NAMES, WEIGHTS_ENV, load_pipeline, parse_dtype, resolve_weights
 from ..pipeline import CogView2Pipeline
 from .app import build_app, page_theme, require_gradio
 from .config import LOOPBACK_HOSTS, WebConfig
 
 DEFAULT_PORT = 7860
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-
-
-def resolve_weights(weights: str | os.PathLike[str] | None) -> Path:
-    """The weights folder: ``weights``, else ``$COGVIEW2_WEIGHTS``, else the demo weights.
-
-    Raises:
-        FileNotFoundError: the folder does not exist; the message says what to pass instead.
-    """
-    folder = Path(weights or os.environ.get(DEFAULT_WEIGHTS_ENV) or DEFAULT_WEIGHTS)
-    if not folder.is_dir():
-        hint = "" if weights else " (no --weights given and no demo weights are installed)"
-        raise FileNotFoundError(
-            f"no pipeline folder at {folder}{hint}: pass --weights DIR (written by "
-            f"`cogview2 convert` or save_pretrained), set ${DEFAULT_WEIGHTS_ENV}, or use --tiny "
-            "for random demo weights"
-        )
-    return folder
 
 
 def pipeline_factory(
@@ -48,13 +26,10 @@ def pipeline_factory(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
 ) -> Callable[[], CogView2Pipeline]:
-    """A function loading the pipeline; the folder is checked now, the weights load on call."""
-    if tiny:
-        from ..tiny import build_tiny_pipeline
-
-        return lambda: build_tiny_pipeline(seed=0).to(device)
-    folder = resolve_weights(weights)
-    return lambda: CogView2Pipeline.from_pretrained(folder, device=device, dtype=dtype)
+    """A function loading the pipeline (`cogview2.loading.load_pipeline`); the folder is
+    checked now, the weights load on call."""
+    folder = None if tiny else resolve_weights(weights)
+    return lambda: load_pipeline(folder, tiny=tiny, device=device, dtype=dtype)
 
 
 def serve(
@@ -138,7 +113,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.weights,
         tiny=args.tiny,
         device=args.device,
-        dtype=None if args.dtype is None else DTYPES[args.dtype],
+        dtype=parse_dtype(args.dtype),
         config=WebConfig(max_images=args.max_images, default_num_images=min(2, args.max_images)),
     )
     return 0
@@ -159,13 +134,13 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--weights",
         type=Path,
         default=None,
-        help=f"pipeline folder (default ${DEFAULT_WEIGHTS_ENV} or the demo weights)",
+        help=f"pipeline folder (default ${WEIGHTS_ENV} or the demo weights)",
     )
     cmd.add_argument("--tiny", action="store_true", help="tiny random-weight pipeline (a demo)")
     cmd.add_argument("--host", default="127.0.0.1", choices=sorted(LOOPBACK_HOSTS))
     cmd.add_argument("--port", type=int, default=DEFAULT_PORT)
     cmd.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    cmd.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="weight dtype")
+    cmd.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES), help="weight dtype")
     cmd.add_argument("--max-images", type=int, default=WebConfig.max_images)
     cmd.set_defaults(func=_run_serve)
     return cmd
