@@ -265,7 +265,7 @@ def test_to_moves_in_place_and_keeps_the_shared_base(tiny_pipe) -> None:
 def test_progress_bar_names_each_stage(tiny_pipe, monkeypatch) -> None:
     """The bar's description names the running stage (the web page shows it via track_tqdm)."""
     import cogview2.progress as progress_module
-    from cogview2.pipeline import STAGE_NAMES
+    from cogview2.stage_table import STAGE_NAMES
 
     seen: list[str] = []
 
@@ -316,3 +316,58 @@ def test_guidance_scale_defaults_to_the_pipeline_config(tiny_pipe) -> None:
                        plain.tokens)  # fmt: skip
     with pytest.raises(ValueError, match="guidance_scale"):
         dataclasses.replace(tiny_pipe.config, guidance_scale=-0.5)
+
+
+def test_the_stage_table_drives_the_pipeline_placer_and_plans(tiny_pipe) -> None:
+    """One declared table: its order is the pipeline's, its models are what each stage places,
+    its batch fields are the batch sizes each stage is given."""
+    from cogview2 import STAGE_TABLE, STAGES
+    from cogview2.memory import STAGE_ORDER
+    from cogview2.stage_table import stage_spec
+
+    assert (
+        STAGES == tuple(s.name for s in STAGE_TABLE) == STAGE_ORDER == ("coarse", "dsr", "itersr")
+    )
+    for spec in STAGE_TABLE:
+        assert getattr(tiny_pipe, spec.model) is not None
+        assert isinstance(getattr(tiny_pipe.config, spec.batch_field), int)
+    with pytest.raises(ValueError, match="unknown stage 'sr'"):
+        stage_spec("sr")
+    seen = []
+    original = tiny_pipe._run_stage
+
+    def spy(name, bar, run):
+        def wrapped(model, batch):
+            spec = stage_spec(name)
+            seen.append((name, model is getattr(tiny_pipe, spec.model), batch))
+            return run(model, batch)
+
+        return original(name, bar, wrapped)
+
+    tiny_pipe._run_stage = spy
+    try:
+        tiny_pipe("a cat", generator=_gen(0), progress=False, score=False)
+    finally:
+        del tiny_pipe._run_stage
+    cfg = tiny_pipe.config
+    assert seen == [("coarse", True, cfg.stage1_batch), ("dsr", True, cfg.sr_batch),
+                    ("itersr", True, cfg.sr_batch)]  # fmt: skip
+
+
+def test_check_inputs_validates_every_argument_once(tiny_pipe) -> None:
+    stages, scale = tiny_pipe.check_inputs("a cat", stages=["coarse", "dsr"], guidance_scale=2)
+    assert stages == ("coarse", "dsr") and scale == 2.0
+    assert tiny_pipe.check_inputs("a cat")[1] == tiny_pipe.config.guidance_scale
+    for kwargs, match in (
+        ({"num_images": 0}, "num_images"),
+        ({"stages": ("dsr",)}, "stages must be one of"),
+        ({"output_type": "jpg"}, "output_type"),
+        ({"candidates": 1, "num_images": 2}, "candidates"),
+        ({"guidance_scale": -1.0}, "guidance_scale"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            tiny_pipe.check_inputs("a cat", **kwargs)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        tiny_pipe.check_inputs("  ")
+    with pytest.raises(ValueError, match="num_images"):
+        tiny_pipe.complete(Image.new("RGB", (96, 96)), (0, 0, 0.5, 0.5), "a cat", num_images=0)

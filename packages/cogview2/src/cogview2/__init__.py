@@ -7,8 +7,9 @@ from .convert import ConversionReport, convert_official, load_official
 from .lopar import ORDER_MATRIX, PASS_TOP_K, pass_mask, tiled_order
 from .models import DirectSuperResolution, DSRConfig, IterativeSuperResolution, ITERSRConfig
 from .outputs import CogView2Output
-from .pipeline import DEMO_WEIGHTS, STAGES, CogView2Pipeline
+from .pipeline import DEMO_WEIGHTS, CogView2Pipeline
 from .recipes import RECIPES, SamplingRecipe, get_recipe
+from .stage_table import STAGE_TABLE, STAGES, StageSpec
 from .threads import apply_thread_policy
 from .tiny import build_tiny_pipeline
 
@@ -20,6 +21,7 @@ __all__ = [
     "PASS_TOP_K",
     "RECIPES",
     "STAGES",
+    "STAGE_TABLE",
     "CogView2Output",
     "CogView2Pipeline",
     "ConversionReport",
@@ -29,6 +31,7 @@ __all__ = [
     "IterativeSuperResolution",
     "PipelineConfig",
     "SamplingRecipe",
+    "StageSpec",
     "__version__",
     "apply_thread_policy",
     "build_tiny_pipeline",

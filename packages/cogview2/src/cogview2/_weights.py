@@ -36,6 +36,7 @@ from .memory import MemoryPlan
 from .models.config import config_from_json, config_to_json
 from .models.sr import DirectSuperResolution, IterativeSuperResolution, build_sr
 from .placement import Part, Placer
+from .stage_table import STAGE_TABLE
 
 FORMAT = "cogview2-pipeline"
 FORMAT_VERSION = 1
@@ -180,15 +181,19 @@ def model_parts(
 
     coglm = models["coglm"]
     parts = {"coglm": Part(coglm, file("coglm", WEIGHTS_NAME))}
-    stages: dict[str, tuple[str, ...]] = {"coarse": ("coglm",)}
-    for name in ("dsr", "itersr"):
-        model = models.get(name)
+    stages: dict[str, tuple[str, ...]] = {}
+    for spec in STAGE_TABLE:
+        model = models.get(spec.model)
         if model is None:
             continue
+        if model is coglm:
+            stages[spec.name] = ("coglm",)
+            continue
+        name = spec.model  # an SR model: its base (CogLM's part when shared) + its mixins
         base = "coglm" if model.base is coglm else f"{name}.base"
         parts.setdefault(base, Part(model.base, file(name, "base", WEIGHTS_NAME)))
         parts[f"{name}.mixins"] = Part(model.mixins, file(name, MIXINS_FILE), "mixins.")
-        stages[name] = (base, f"{name}.mixins")
+        stages[spec.name] = (base, f"{name}.mixins")
     return parts, stages
 
 

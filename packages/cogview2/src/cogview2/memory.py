@@ -35,9 +35,10 @@ import localattn
 from coglm_core import Int8Linear
 
 from .config import PipelineConfig
+from .stage_table import STAGES
 
 PLACEMENTS = ("resident", "model_offload", "disk_offload")
-STAGE_ORDER = ("coarse", "dsr", "itersr")
+STAGE_ORDER = STAGES  # the stage table's order
 
 CPU_HALF_DECODE_STEP_BYTES = 1_300_000
 """Resident bytes that every stage-1 decoding step adds on CPU in bf16/fp16 and keeps: oneDNN

@@ -44,6 +44,7 @@ from .memory import MemoryPlan, estimate_memory, stage_models
 from .models.config import DSRConfig, ITERSRConfig
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .recipes import RECIPES
+from .stage_table import STAGES
 from .stages.coarse import generate_low_res
 from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m cogview2.memory_probe", description=__doc__.split("\n")[0]
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="medium")
-    p.add_argument("--stage", choices=("coarse", "dsr", "itersr"), required=True)
+    p.add_argument("--stage", choices=STAGES, required=True)
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="bfloat16")
     p.add_argument("--int8", action="store_true")
     p.add_argument("-n", "--num-images", type=int, default=1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from .outputs import CogView2Output
 from .placement import Placer
 from .progress import StageProgress
 from .recipes import SamplingRecipe, get_recipe
+from .stage_table import STAGES, stage_spec
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
 from .stages.completion import Box, box_grid_mask, feathered_box_alpha, paste_into
@@ -37,13 +38,6 @@ from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
 from .weights import DEMO_WEIGHTS
 
-STAGES = ("coarse", "dsr", "itersr")
-STAGE_NAMES = {
-    "coarse": "stage 1: text → low-res tokens",
-    "dsr": "direct super-resolution",
-    "itersr": "iterative super-resolution (LoPAR)",
-}
-"""What the progress bar calls each stage."""
 BOI_TOKEN = "<start_of_image>"
 OutputType = Literal["pil", "pt", "tokens"]
 LANGUAGES = {"english": ("common", "english"), "chinese": ("common", "chinese")}
@@ -282,37 +276,31 @@ class CogView2Pipeline:
             `CogView2Output`.
         """
         recipe = get_recipe(style or self.config.default_style)
-        stages = self._check_stages(stages)
-        self._check_output(output_type)
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"num_images must be an int >= 1, got {num_images!r}")
-        if candidates is not None and (
-            isinstance(candidates, bool)
-            or not isinstance(candidates, int)
-            or candidates < num_images
-        ):
-            raise ValueError(
-                f"candidates must be None or an int >= num_images ({num_images}), got {candidates!r}"
-            )
-        guidance = check_guidance_scale(
-            self.config.guidance_scale if guidance_scale is None else guidance_scale
+        stages, guidance = self.check_inputs(
+            prompt,
+            num_images=num_images,
+            stages=stages,
+            output_type=output_type,
+            candidates=candidates,
+            guidance_scale=guidance_scale,
         )
         text_ids = self.encode_prompt(prompt, recipe)
         bar = StageProgress(len(stages), enabled=progress)
-        bar.start(STAGE_NAMES["coarse"])
-        self._placer.enter("coarse")
-        low = generate_low_res(
-            self.coglm,
-            text_ids,
-            num_images=candidates or num_images,
-            recipe=recipe,
-            labels=self.cluster_labels,
-            generator=generator,
-            max_batch=self.config.stage1_batch,
-            progress=progress,
-            guidance_scale=guidance,
+        low = self._run_stage(
+            "coarse",
+            bar,
+            lambda model, batch: generate_low_res(
+                model,
+                text_ids,
+                num_images=candidates or num_images,
+                recipe=recipe,
+                labels=self.cluster_labels,
+                generator=generator,
+                max_batch=batch,
+                progress=progress,
+                guidance_scale=guidance,
+            ),
         )
-        bar.done()
         scores = None
         if score or post_select or candidates:
             scores = caption_scores(
@@ -327,31 +315,33 @@ class CogView2Pipeline:
             low, scores = low[keep], scores[keep]
         tokens = low
         if "dsr" in stages:
-            bar.start(STAGE_NAMES["dsr"])
-            self._placer.enter("dsr")
-            tokens = direct_super_resolution(
-                self.dsr,
-                text_ids,
-                low,
-                recipe=recipe,
-                labels=self.cluster_labels,  # type: ignore[arg-type]
-                generator=generator,
-                max_batch=self.config.sr_batch,
+            tokens = self._run_stage(
+                "dsr",
+                bar,
+                lambda model, batch: direct_super_resolution(
+                    model,
+                    text_ids,
+                    low,
+                    recipe=recipe,
+                    labels=self.cluster_labels,
+                    generator=generator,
+                    max_batch=batch,
+                ),
             )
-            bar.done()
         if "itersr" in stages:
-            bar.start(STAGE_NAMES["itersr"])
-            self._placer.enter("itersr")
-            tokens = iterative_super_resolution(
-                self.itersr,
-                text_ids,
-                tokens,
-                generator=generator,
-                max_batch=self.config.sr_batch,  # type: ignore[arg-type]
-                top_k=recipe.lopar_top_k,
-                temperature=recipe.lopar_temperature,
+            tokens = self._run_stage(
+                "itersr",
+                bar,
+                lambda model, batch: iterative_super_resolution(
+                    model,
+                    text_ids,
+                    tokens,
+                    generator=generator,
+                    max_batch=batch,
+                    top_k=recipe.lopar_top_k,
+                    temperature=recipe.lopar_temperature,
+                ),
             )
-            bar.done()
         bar.close()
         if post_select:
             if scores is None:
@@ -360,16 +350,59 @@ class CogView2Pipeline:
             tokens, low, scores = tokens[order], low[order], scores[order]
         return self._output(tokens, low, scores, output_type)
 
-    def _check_stages(self, stages: Sequence[str]) -> tuple[str, ...]:
+    def check_inputs(
+        self,
+        prompt: str,
+        *,
+        num_images: int = 1,
+        stages: Sequence[str] = STAGES,
+        output_type: str = "pil",
+        candidates: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> tuple[tuple[str, ...], float]:
+        """Check every argument of a call once, before any work (as diffusers' ``check_inputs``).
+
+        Returns:
+            ``(stages, guidance scale)``: the stages as a tuple and the scale to use (None:
+            ``config.guidance_scale``).
+
+        Raises:
+            ValueError: the first argument that is wrong, saying what is allowed.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("prompt is empty; give a text such as 'a red apple'")
         stages = tuple(stages)
-        allowed = [STAGES[:i] for i in range(1, 4)]
+        allowed = [STAGES[:i] for i in range(1, len(STAGES) + 1)]
         if stages not in allowed:
             raise ValueError(f"stages must be one of {allowed}, got {stages}")
-        if "dsr" in stages and self.dsr is None:
-            raise ValueError("stage 'dsr' requested but the pipeline has no DSR model")
-        if "itersr" in stages and self.itersr is None:
-            raise ValueError("stage 'itersr' requested but the pipeline has no ITERSR model")
-        return stages
+        for name in stages:
+            if getattr(self, stage_spec(name).model) is None:
+                raise ValueError(f"stage {name!r} requested but the pipeline has no {name} model")
+        self._check_output(output_type)
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be an int >= 1, got {num_images!r}")
+        if candidates is not None and (
+            isinstance(candidates, bool)
+            or not isinstance(candidates, int)
+            or candidates < num_images
+        ):
+            raise ValueError(
+                f"candidates must be None or an int >= num_images ({num_images}), got {candidates!r}"
+            )
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        return stages, check_guidance_scale(scale)
+
+    def _run_stage(
+        self, name: str, bar: StageProgress, run: Callable[[Any, int], Tensor]
+    ) -> Tensor:
+        """Run one stage: name it on the bar, place its models, call ``run(model, max_batch)``
+        with the model and batch size the stage table names, count it done."""
+        spec = stage_spec(name)
+        bar.start(spec.label)
+        self._placer.enter(name)
+        out = run(getattr(self, spec.model), getattr(self.config, spec.batch_field))
+        bar.done()
+        return out
 
     @staticmethod
     def _check_output(output_type: str) -> None:
@@ -442,58 +475,54 @@ class CogView2Pipeline:
         """
         if self.dsr is None or self.itersr is None:
             raise ValueError("completion needs the DSR and ITERSR models")
-        self._check_output(output_type)
+        self.check_inputs(prompt, num_images=num_images, output_type=output_type)
         recipe = get_recipe(style or self.config.completion_style)
         x = image_to_tensor(image, [self.image_size])
         low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
         high_mask = box_grid_mask(box, self.image_size, self.high_grid)
         alpha = feathered_box_alpha(box, self.image_size, feather)  # checks ``feather`` early
         text_ids = self.encode_prompt(prompt, recipe)
-        device = self.device
-        bar = StageProgress(3, enabled=progress, prefix="complete: ")
-        bar.start(STAGE_NAMES["coarse"])
-        self._placer.enter("coarse")
-        low = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
-        low = low.masked_fill(low_mask.to(device), UNKNOWN).expand(num_images, -1).contiguous()
-        prefix = torch.tensor([*text_ids, self.coglm.config.boi_id], device=device)
-        sampler = stage1_sampler(self.cluster_labels, recipe)
-        low = infill(
-            self.coglm,
-            prefix,
-            low,
-            sampler=sampler,
-            generator=generator,
-            per_region=False,
-            upweight=recipe.attn_plus,
+        bar = StageProgress(len(STAGES), enabled=progress, prefix="complete: ")
+
+        def coarse(model: CogLM, batch: int) -> Tensor:
+            device = model.device
+            known = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
+            known = known.masked_fill(low_mask.to(device), UNKNOWN)
+            prefix = torch.tensor([*text_ids, model.config.boi_id], device=device)
+            return infill(
+                model,
+                prefix,
+                known.expand(num_images, -1).contiguous(),
+                sampler=stage1_sampler(self.cluster_labels, recipe),
+                generator=generator,
+                per_region=False,
+                upweight=recipe.attn_plus,
+            )
+
+        def itersr(model: IterativeSuperResolution, batch: int) -> Tensor:
+            # the encoded original outside the box, DSR's tokens inside; LoPAR only inside
+            original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
+            start = torch.where(high_mask.flatten().to(high.device), high, original)
+            return iterative_super_resolution(
+                model, text_ids, start, generator=generator, input_mask=high_mask,
+                max_batch=batch, top_k=recipe.lopar_top_k, temperature=recipe.lopar_temperature,
+            )  # fmt: skip
+
+        low = self._run_stage("coarse", bar, coarse)
+        high = self._run_stage(
+            "dsr",
+            bar,
+            lambda model, batch: direct_super_resolution(
+                model,
+                text_ids,
+                low,
+                recipe=recipe,
+                labels=self.cluster_labels,
+                generator=generator,
+                max_batch=batch,
+            ),
         )
-        bar.done()
-        bar.start(STAGE_NAMES["dsr"])
-        self._placer.enter("dsr")
-        high = direct_super_resolution(
-            self.dsr,
-            text_ids,
-            low,
-            recipe=recipe,
-            labels=self.cluster_labels,
-            generator=generator,
-            max_batch=self.config.sr_batch,
-        )
-        bar.done()
-        bar.start(STAGE_NAMES["itersr"])
-        self._placer.enter("itersr")
-        original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
-        high = torch.where(high_mask.flatten().to(high.device), high, original)
-        high = iterative_super_resolution(
-            self.itersr,
-            text_ids,
-            high,
-            generator=generator,
-            input_mask=high_mask,
-            max_batch=self.config.sr_batch,
-            top_k=recipe.lopar_top_k,
-            temperature=recipe.lopar_temperature,
-        )
-        bar.done()
+        high = self._run_stage("itersr", bar, itersr)
         bar.close()
         if output_type == "tokens" or not keep_outside:
             return self._output(high, low, None, output_type)

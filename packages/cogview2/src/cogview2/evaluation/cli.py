@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..data.captions import CAPTION_TEMPLATES
+from ..stage_table import STAGES
 from .classifier import ClassifierConfig
 from .run import EvalConfig
 
@@ -114,9 +115,7 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grid-samples", type=int, default=d.grid_samples, help="images per grid")
     p.add_argument("--distractors", type=int, default=d.num_distractors)
-    p.add_argument(
-        "--stages", nargs="+", default=list(d.stages), choices=["coarse", "dsr", "itersr"]
-    )
+    p.add_argument("--stages", nargs="+", default=list(d.stages), choices=list(STAGES))
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--template",

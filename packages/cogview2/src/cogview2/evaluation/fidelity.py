@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..lopar import NUM_PASSES, pass_mask, tiled_order
 from ..pipeline import CogView2Pipeline
+from ..stage_table import STAGES
 from .metrics import psnr
 
 __all__ = ["FIDELITY_ROWS", "ConceptFidelity", "FidelityResults", "ssim", "stage_fidelity"]
@@ -33,11 +34,8 @@ __all__ = ["FIDELITY_ROWS", "ConceptFidelity", "FidelityResults", "ssim", "stage
 FIDELITY_ROWS: tuple[str, ...] = ("bicubic", "dsr", "lopar", "vqvae")
 """The pictures compared with the real render, in the order of the hierarchy (see module doc)."""
 
-_STAGES_OF_ROW = {
-    "bicubic": ("coarse",),
-    "dsr": ("coarse", "dsr"),
-    "lopar": ("coarse", "dsr", "itersr"),
-}
+_STAGES_OF_ROW = {"bicubic": STAGES[:1], "dsr": STAGES[:2], "lopar": STAGES[:3]}
+"""The stages each generated row runs (a prefix of the stage table)."""
 
 
 def ssim(reference: Tensor, image: Tensor) -> Tensor:

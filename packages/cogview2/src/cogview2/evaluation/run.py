@@ -20,6 +20,7 @@ from coglm_core import atomic_write_text
 from ..data import EmojiDataset, make_caption
 from ..data.dataset import select_records
 from ..pipeline import CogView2Pipeline
+from ..stage_table import STAGES
 from ..stages.inverse_prompt import caption_scores
 from .classifier import (
     ClassifierConfig,
@@ -74,7 +75,7 @@ class EvalConfig:
     seen_groups: tuple[str, ...] = ()
     seen_styles: tuple[str, ...] = ()
     num_distractors: int = 4
-    stages: tuple[str, ...] = ("coarse", "dsr", "itersr")
+    stages: tuple[str, ...] = STAGES
     style: str | None = None
     caption_template: str = "name_style"
     guidance_scale: float | None = None
