@@ -315,19 +315,7 @@ class CogView2Pipeline:
             low, scores = low[keep], scores[keep]
         tokens = low
         if "dsr" in stages:
-            tokens = self._run_stage(
-                "dsr",
-                bar,
-                lambda model, batch: direct_super_resolution(
-                    model,
-                    text_ids,
-                    low,
-                    recipe=recipe,
-                    labels=self.cluster_labels,
-                    generator=generator,
-                    max_batch=batch,
-                ),
-            )
+            tokens = self._run_dsr(bar, text_ids, low, recipe, generator)
         if "itersr" in stages:
             tokens = self._run_stage(
                 "itersr",
@@ -403,6 +391,29 @@ class CogView2Pipeline:
         out = run(getattr(self, spec.model), getattr(self.config, spec.batch_field))
         bar.done()
         return out
+
+    def _run_dsr(
+        self,
+        bar: StageProgress,
+        text_ids: list[int],
+        low: Tensor,
+        recipe: SamplingRecipe,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """The DSR stage of a call (the same for generation and completion): (N, 60²) ids."""
+        return self._run_stage(
+            "dsr",
+            bar,
+            lambda model, batch: direct_super_resolution(
+                model,
+                text_ids,
+                low,
+                recipe=recipe,
+                labels=self.cluster_labels,
+                generator=generator,
+                max_batch=batch,
+            ),
+        )
 
     @staticmethod
     def _check_output(output_type: str) -> None:
@@ -509,19 +520,7 @@ class CogView2Pipeline:
             )  # fmt: skip
 
         low = self._run_stage("coarse", bar, coarse)
-        high = self._run_stage(
-            "dsr",
-            bar,
-            lambda model, batch: direct_super_resolution(
-                model,
-                text_ids,
-                low,
-                recipe=recipe,
-                labels=self.cluster_labels,
-                generator=generator,
-                max_batch=batch,
-            ),
-        )
+        high = self._run_dsr(bar, text_ids, low, recipe, generator)
         high = self._run_stage("itersr", bar, itersr)
         bar.close()
         if output_type == "tokens" or not keep_outside:
