@@ -205,3 +205,12 @@ def test_threads_option_and_environment(monkeypatch, capsys, tmp_path):
             assert "--threads" in _subparser(build_parser(), command).format_help()
     finally:
         torch.set_num_threads(before)
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cogview2", "generate", "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0 and "--threads" in done.stdout
