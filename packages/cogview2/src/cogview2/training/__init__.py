@@ -6,7 +6,7 @@ Each recipe reads one section of a TOML config (`load_training_config`), writes 
 ``cogview2 train <recipe> --config FILE [--resume]``.
 """
 
-from .cli import RECIPE_NAMES, add_train_commands, run_recipe
+from .cli import add_train_commands
 from .config import (
     AssembleRecipe,
     CogLMRecipe,
@@ -20,6 +20,7 @@ from .config import (
     VQVAERecipe,
     load_training_config,
 )
+from .run import RECIPE_NAMES, run_recipe
 
 __all__ = [
     "RECIPE_NAMES",
