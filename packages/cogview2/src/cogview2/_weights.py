@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,13 @@ from torch import Tensor
 from cluster_sampling import load_labels
 from coglm_core import atomic_write_text, quantize_linears_int8, save_safetensors
 from coglm_core.config import CogLMConfig
-from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME, save_state_dict
 from coglm_core.pretrained import from_pretrained as load_coglm
-from coglm_core.pretrained import save_pretrained as save_coglm
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
 from .memory import MemoryPlan
-from .models.config import config_from_json, config_to_json
+from .models.config import DSRConfig, ITERSRConfig, config_from_json, config_to_json
 from .models.sr import DirectSuperResolution, IterativeSuperResolution, build_sr
 from .placement import Part, Placer
 from .stage_table import STAGE_TABLE
@@ -64,16 +64,44 @@ def same_weights(a: CogLM, b: CogLM) -> bool:
     )
 
 
-def save_sr(
-    model: DirectSuperResolution | IterativeSuperResolution, folder: Path, coglm: CogLM
+def save_sr_parts(
+    folder: Path,
+    config: DSRConfig | ITERSRConfig,
+    mixins: Mapping[str, Tensor],
+    base: Mapping[str, Tensor] | None,
+    base_config: CogLMConfig,
 ) -> str | None:
-    """Write one SR model; its base only when it differs from ``coglm``. Returns the share tag."""
-    atomic_write_text(folder / SR_CONFIG_FILE, config_to_json(model.config) + "\n")
-    atomic_save_tensors(model.mixin_state_dict(), folder / MIXINS_FILE)
-    if model.base is coglm:
+    """Write one SR model folder from its parts: ``sr_config.json``, ``mixins.safetensors`` and,
+    when ``base`` (a ``transformer.*`` state dict) is given, ``base/``. Returns the share tag
+    of the manifest (`SHARED` when the base is CogLM's and not written)."""
+    atomic_write_text(folder / SR_CONFIG_FILE, config_to_json(config) + "\n")
+    atomic_save_tensors(dict(mixins), folder / MIXINS_FILE)
+    if base is None:
         return SHARED
-    save_coglm(model.base, folder / "base")
+    save_state_dict(base, base_config, folder / "base")
     return None
+
+
+def save_sr(
+    model: DirectSuperResolution | IterativeSuperResolution, folder: Path, coglm: CogLM | None
+) -> str | None:
+    """Write one SR model; its base only when it is not ``coglm`` (None: always). Returns the
+    share tag."""
+    base = None if model.base is coglm else model.base.state_dict()
+    return save_sr_parts(folder, model.config, model.mixin_state_dict(), base, model.base.config)
+
+
+def write_manifest(root: Path, config: dict[str, Any], shares: dict[str, str | None]) -> None:
+    """``pipeline.json``: the format, the `PipelineConfig` as a dict, and per SR model present
+    (``"dsr"``, ``"itersr"``) whether it shares CogLM's base; an absent model is ``null``."""
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config,
+    }
+    for name in ("dsr", "itersr"):
+        manifest[name] = {"shares_base": shares[name]} if name in shares else None
+    atomic_write_text(root / PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
 def load_sr(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,6 @@ from safetensors import safe_open
 from torch import Tensor
 
 from cluster_sampling import load_labels, save_labels
-from coglm_core import save_safetensors
 from coglm_core.config import CogLMConfig
 from coglm_core.pretrained import WEIGHTS_NAME, save_state_dict
 from coglm_core.sat_checkpoint import load_sat_checkpoint
@@ -23,7 +21,7 @@ from . import _weights as W
 from ._weights import same_weights
 from .config import PipelineConfig
 from .memory import MemoryPlan
-from .models.config import DSRConfig, ITERSRConfig, config_to_json
+from .models.config import DSRConfig, ITERSRConfig
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
 from .pipeline import CogView2Pipeline
 
@@ -167,33 +165,24 @@ def convert_official(
     ignored: dict[str, list[str]] = {"coglm": _unused(ck.state_dict, {})}
     save_state_dict(ck.transformer_state_dict(), config, out / "coglm")
     del ck
-    manifest: dict[str, object] = {
-        "format": W.FORMAT,
-        "format_version": W.FORMAT_VERSION,
-        "config": (pipeline_config or PipelineConfig()).to_dict(),
-    }
-    shares = {}
+    shares: dict[str, str | None] = {}
     for name, folder, cls, sr_cfg in (
         ("dsr", dsr_dir, DirectSuperResolution, dsr_config or DSRConfig()),
         ("itersr", itersr_dir, IterativeSuperResolution, itersr_config or ITERSRConfig()),
     ):
         sr_ck = load_sat_checkpoint(folder, config, dtype=dtype)
         base = sr_ck.transformer_state_dict()
-        shares[name] = _same_as_file(base, out / "coglm" / WEIGHTS_NAME)
+        same = _same_as_file(base, out / "coglm" / WEIGHTS_NAME)
         model = cls(CogLM(config, device="meta"), sr_cfg)  # type: ignore[arg-type]
         model.load_mixin_state_dict(sr_ck.state_dict)  # checks names and shapes
         mixins = model.mixin_state_dict()
         ignored[name] = _unused(sr_ck.state_dict, mixins)
-        W.atomic_write_text(out / name / W.SR_CONFIG_FILE, config_to_json(sr_cfg) + "\n")
-        save_safetensors(mixins, out / name / W.MIXINS_FILE)
-        if not shares[name]:
-            save_state_dict(base, config, out / name / "base")
-        manifest[name] = {"shares_base": W.SHARED if shares[name] else None}
+        shares[name] = W.save_sr_parts(out / name, sr_cfg, mixins, None if same else base, config)
         del sr_ck, base, model, mixins
     tokenizer.save_pretrained(out / "tokenizer")
     save_labels(out / W.LABELS_FILE, labels)
-    W.atomic_write_text(out / W.PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
+    W.write_manifest(out, (pipeline_config or PipelineConfig()).to_dict(), shares)
     # Check the components against each other (vocabulary, grids, labels) without reading a
     # weight: the structure alone, with nothing loaded.
     CogView2Pipeline.from_pretrained(out, memory_plan=MemoryPlan("disk_offload"))
-    return ConversionReport(out, shares["dsr"], shares["itersr"], ignored)
+    return ConversionReport(out, shares["dsr"] == W.SHARED, shares["itersr"] == W.SHARED, ignored)

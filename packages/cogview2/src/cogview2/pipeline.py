@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -598,20 +597,13 @@ class CogView2Pipeline:
         root.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(root / "tokenizer")
         save_coglm(self.coglm, root / "coglm")
-        manifest: dict[str, object] = {
-            "format": W.FORMAT,
-            "format_version": W.FORMAT_VERSION,
-            "config": self.config.to_dict(),
-        }
-        for name in ("dsr", "itersr"):  # a base shared with CogLM is written once
-            model = getattr(self, name)
-            manifest[name] = (
-                None
-                if model is None
-                else {"shares_base": W.save_sr(model, root / name, self.coglm)}
-            )
+        shares = {
+            name: W.save_sr(getattr(self, name), root / name, self.coglm)
+            for name in ("dsr", "itersr")
+            if getattr(self, name) is not None
+        }  # a base shared with CogLM is written once
         save_labels(root / W.LABELS_FILE, self.cluster_labels)
-        W.atomic_write_text(root / W.PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
+        W.write_manifest(root, self.config.to_dict(), shares)
         return root
 
     @classmethod

@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coglm_core.pretrained import from_pretrained as load_coglm
-from coglm_core.pretrained import save_pretrained as save_coglm
 
 from .. import _weights as W
-from ..models.config import DSRConfig, ITERSRConfig, config_to_json
+from ..models.config import DSRConfig, ITERSRConfig
 from ..models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
 from ..pipeline import CogView2Pipeline
 from .config import FINAL, TrainingConfig
@@ -186,13 +185,9 @@ def _train_sr(
 def save_sr_folder(
     model: DirectSuperResolution | IterativeSuperResolution, folder: Path, *, own_base: bool
 ) -> None:
-    """Write ``sr_config.json`` + ``mixins.safetensors`` (and ``base/`` when the model's
-    transformer was fine-tuned: ITERSR, and DSR with ``train_base``) in the pipeline folder's
-    per-model format."""
-    W.atomic_write_text(folder / W.SR_CONFIG_FILE, config_to_json(model.config) + "\n")
-    W.atomic_save_tensors(model.mixin_state_dict(), folder / W.MIXINS_FILE)
-    if own_base:
-        save_coglm(model.base, folder / "base")
+    """Write the model in the pipeline folder's per-model format (`_weights.save_sr`), with
+    ``base/`` when its transformer was fine-tuned (ITERSR, and DSR with ``train_base``)."""
+    W.save_sr(model, folder, None if own_base else model.base)
 
 
 def dsr_recipe(
