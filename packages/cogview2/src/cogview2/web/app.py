@@ -75,8 +75,146 @@ def editor_box(editor: dict[str, Any] | None) -> tuple[float, float, float, floa
     return box_from_mask(painted_mask(layers, layers[0].shape[:2]))
 
 
+def _generate_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracker: Any) -> None:
+    """The "Text to image" tab: prompt, style, count, seed, guidance → gallery."""
+    cfg = handlers.config
+
+    def generate(prompt, style, num_images, seed, randomize, guidance, progress=tracker):
+        progress(0.0, desc="coarse → direct SR → iterative SR")
+        return handlers.generate(prompt, style, num_images, seed, randomize, guidance)
+
+    with gr.Tab("Text to image", id="generate"):
+        prompt = gr.Textbox(label="Prompt (English or 中文)", lines=2, elem_id="prompt")
+        with gr.Row():
+            default_style = cfg.default_style or handlers.pipe.config.default_style
+            style = gr.Dropdown(sorted(RECIPES), value=default_style, label="Style")
+            count = gr.Slider(
+                1,
+                cfg.max_images,
+                value=cfg.default_num_images,
+                step=1,
+                label="Number of images",
+                elem_id="num-images",
+            )
+            seed = gr.Number(
+                value=0,
+                precision=0,
+                minimum=0,
+                maximum=cfg.max_seed,
+                label="Seed (the one used is shown here)",
+                elem_id="seed",
+            )
+            rnd = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
+            guidance = gr.Slider(
+                0,
+                10,
+                value=handlers.pipe.config.guidance_scale,
+                step=0.5,
+                label="Guidance (1 = off)",
+                elem_id="guidance",
+            )
+        with gr.Row():
+            run = gr.Button("Generate", variant="primary", elem_id="generate-button")
+            stop = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
+        gallery = gr.Gallery(
+            label="Images", format="png", columns=4, interactive=False, elem_id="gallery"
+        )
+        inputs, outputs = [prompt, style, count, seed, rnd, guidance], [gallery, seed]
+        clicked = run.click(_shown(generate), inputs, outputs, **queue)
+        submitted = prompt.submit(_shown(generate), inputs, outputs, **queue)
+        stop.click(None, None, None, cancels=[clicked, submitted])
+
+
+def _complete_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracker: Any) -> None:
+    """The "Complete" tab: upload, paint or type a box, prompt → completions."""
+    cfg = handlers.config
+
+    def prepare(path):
+        image = handlers.prepare_image(path)
+        return image, {"background": image, "layers": [], "composite": image}
+
+    def complete(image, editor, top, left, bottom, right, unit, prompt, style, n, seed, rnd,
+                 progress=tracker):  # fmt: skip
+        if image is None:
+            raise ValueError("Upload an image first.")
+        side = image.size[0]
+        box = editor_box(editor) or box_from_values(
+            (top, left, bottom, right), unit=unit, side=side
+        )
+        progress(0.0, desc="completion: coarse → direct SR → iterative SR")
+        return handlers.complete(image, box, prompt, style, n, seed, rnd)
+
+    with gr.Tab("Complete", id="complete"):
+        gr.Markdown(
+            "Upload an image (it is centre-cropped to a square), then paint over the region "
+            "to regenerate, or type the box below. The text describes the whole image."
+        )
+        image_state = gr.State(None)
+        with gr.Row():
+            upload = gr.File(
+                label="Image", file_types=["image"], type="filepath", elem_id="complete-upload"
+            )
+            editor = gr.ImageEditor(
+                type="numpy",
+                sources=[],
+                transforms=[],
+                layers=False,
+                label="Paint the region to regenerate",
+                elem_id="complete-editor",
+            )
+        with gr.Row():
+            edges = [gr.Number(value=value, label=name) for name, value in DEFAULT_BOX.items()]
+            unit = gr.Radio(list(BOX_UNITS), value="fraction", label="Box unit")
+        c_prompt = gr.Textbox(label="Text", lines=2, elem_id="complete-prompt")
+        with gr.Row():
+            c_style = gr.Dropdown(
+                sorted(RECIPES), value=handlers.pipe.config.completion_style, label="Style"
+            )
+            c_count = gr.Slider(
+                1, cfg.max_images, value=cfg.default_num_images, step=1, label="Number of images"
+            )
+            c_seed = gr.Number(
+                value=0,
+                precision=0,
+                minimum=0,
+                maximum=cfg.max_seed,
+                label="Seed (the one used is shown here)",
+            )
+            c_rnd = gr.Checkbox(value=True, label="Random seed")
+        with gr.Row():
+            c_run = gr.Button("Complete", variant="primary", elem_id="complete-button")
+            c_stop = gr.Button("Cancel", variant="stop")
+        c_gallery = gr.Gallery(
+            label="Completions", format="png", columns=4, interactive=False,
+            elem_id="complete-gallery",
+        )  # fmt: skip
+        upload.upload(_shown(prepare), [upload], [image_state, editor])
+        c_inputs = [image_state, editor, *edges, unit, c_prompt, c_style, c_count, c_seed, c_rnd]
+        c_event = c_run.click(_shown(complete), c_inputs, [c_gallery, c_seed], **queue)
+        c_stop.click(None, None, None, cancels=[c_event])
+
+
+def _caption_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any]) -> None:
+    """The "Caption" tab: upload, language → caption."""
+
+    def caption(path, language):
+        return handlers.caption(path, language)
+
+    with gr.Tab("Caption", id="caption"):
+        with gr.Row():
+            k_upload = gr.File(
+                label="Image", file_types=["image"], type="filepath", elem_id="caption-upload"
+            )
+            k_preview = gr.Image(label="Captioned image", interactive=False, format="png")
+        language = gr.Radio(["english", "chinese"], value="english", label="Language")
+        k_run = gr.Button("Caption", variant="primary", elem_id="caption-button")
+        k_text = gr.Textbox(label="Caption", interactive=False, elem_id="caption-text")
+        k_run.click(_shown(caption), [k_upload, language], [k_preview, k_text], **queue)
+
+
 def build_app(source: PipelineSource, config: WebConfig | None = None) -> Any:
-    """Build the page (not started; call ``.launch`` or use `cogview2.web.serve`).
+    """Build the page (not started; call ``.launch`` or use `cogview2.web.serve`): one tab per
+    task (`_generate_tab`, `_complete_tab`, `_caption_tab`) over one `PageHandlers`.
 
     Args:
         source: A `CogView2Pipeline`, or a zero-argument function returning one (loaded on the
@@ -92,165 +230,15 @@ def build_app(source: PipelineSource, config: WebConfig | None = None) -> Any:
     gr = require_gradio()
     handlers = PageHandlers(source, config)
     cfg = handlers.config
-    styles = sorted(RECIPES)
     tracker = gr.Progress(track_tqdm=True)  # follows the pipeline's tqdm bar, stage by stage
-
-    def generate(prompt, style, num_images, seed, randomize, guidance, progress=tracker):
-        progress(0.0, desc="coarse → direct SR → iterative SR")
-        return handlers.generate(prompt, style, num_images, seed, randomize, guidance)
-
-    def prepare(path):
-        image = handlers.prepare_image(path)
-        return image, {"background": image, "layers": [], "composite": image}
-
-    def complete(
-        image,
-        editor,
-        top,
-        left,
-        bottom,
-        right,
-        unit,
-        prompt,
-        style,
-        n,
-        seed,
-        rnd,
-        progress=tracker,
-    ):
-        if image is None:
-            raise ValueError("Upload an image first.")
-        side = image.size[0]
-        box = editor_box(editor) or box_from_values(
-            (top, left, bottom, right), unit=unit, side=side
-        )
-        progress(0.0, desc="completion: coarse → direct SR → iterative SR")
-        return handlers.complete(image, box, prompt, style, n, seed, rnd)
-
-    def caption(path, language):
-        return handlers.caption(path, language)
-
     queue = dict(concurrency_limit=cfg.concurrency_limit, concurrency_id=_CONCURRENCY_ID)
     with gr.Blocks(title=cfg.title, analytics_enabled=False) as demo:
         gr.Markdown(
             f"# {cfg.title}\nHierarchical text-to-image: a 20×20 token sketch, direct "
             "super-resolution to 60×60, then iterative refinement. Prompts in English or Chinese."
         )
-        with gr.Tab("Text to image", id="generate"):
-            prompt = gr.Textbox(label="Prompt (English or 中文)", lines=2, elem_id="prompt")
-            with gr.Row():
-                default_style = cfg.default_style or handlers.pipe.config.default_style
-                style = gr.Dropdown(styles, value=default_style, label="Style")
-                count = gr.Slider(
-                    1,
-                    cfg.max_images,
-                    value=cfg.default_num_images,
-                    step=1,
-                    label="Number of images",
-                    elem_id="num-images",
-                )
-                seed = gr.Number(
-                    value=0,
-                    precision=0,
-                    minimum=0,
-                    maximum=cfg.max_seed,
-                    label="Seed (the one used is shown here)",
-                    elem_id="seed",
-                )
-                rnd = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
-                guidance = gr.Slider(
-                    0,
-                    10,
-                    value=handlers.pipe.config.guidance_scale,
-                    step=0.5,
-                    label="Guidance (1 = off)",
-                    elem_id="guidance",
-                )
-            with gr.Row():
-                run = gr.Button("Generate", variant="primary", elem_id="generate-button")
-                stop = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
-            gallery = gr.Gallery(
-                label="Images", format="png", columns=4, interactive=False, elem_id="gallery"
-            )
-            inputs, outputs = [prompt, style, count, seed, rnd, guidance], [gallery, seed]
-            clicked = run.click(_shown(generate), inputs, outputs, **queue)
-            submitted = prompt.submit(_shown(generate), inputs, outputs, **queue)
-            stop.click(None, None, None, cancels=[clicked, submitted])
-
-        with gr.Tab("Complete", id="complete"):
-            gr.Markdown(
-                "Upload an image (it is centre-cropped to a square), then paint over the region "
-                "to regenerate, or type the box below. The text describes the whole image."
-            )
-            image_state = gr.State(None)
-            with gr.Row():
-                upload = gr.File(
-                    label="Image", file_types=["image"], type="filepath", elem_id="complete-upload"
-                )
-                editor = gr.ImageEditor(
-                    type="numpy",
-                    sources=[],
-                    transforms=[],
-                    layers=False,
-                    label="Paint the region to regenerate",
-                    elem_id="complete-editor",
-                )
-            with gr.Row():
-                edges = [gr.Number(value=value, label=name) for name, value in DEFAULT_BOX.items()]
-                unit = gr.Radio(list(BOX_UNITS), value="fraction", label="Box unit")
-            c_prompt = gr.Textbox(label="Text", lines=2, elem_id="complete-prompt")
-            with gr.Row():
-                c_style = gr.Dropdown(styles, value="none", label="Style")
-                c_count = gr.Slider(
-                    1,
-                    cfg.max_images,
-                    value=cfg.default_num_images,
-                    step=1,
-                    label="Number of images",
-                )
-                c_seed = gr.Number(
-                    value=0,
-                    precision=0,
-                    minimum=0,
-                    maximum=cfg.max_seed,
-                    label="Seed (the one used is shown here)",
-                )
-                c_rnd = gr.Checkbox(value=True, label="Random seed")
-            with gr.Row():
-                c_run = gr.Button("Complete", variant="primary", elem_id="complete-button")
-                c_stop = gr.Button("Cancel", variant="stop")
-            c_gallery = gr.Gallery(
-                label="Completions",
-                format="png",
-                columns=4,
-                interactive=False,
-                elem_id="complete-gallery",
-            )
-            upload.upload(_shown(prepare), [upload], [image_state, editor])
-            c_inputs = [
-                image_state,
-                editor,
-                *edges,
-                unit,
-                c_prompt,
-                c_style,
-                c_count,
-                c_seed,
-                c_rnd,
-            ]
-            c_event = c_run.click(_shown(complete), c_inputs, [c_gallery, c_seed], **queue)
-            c_stop.click(None, None, None, cancels=[c_event])
-
-        with gr.Tab("Caption", id="caption"):
-            with gr.Row():
-                k_upload = gr.File(
-                    label="Image", file_types=["image"], type="filepath", elem_id="caption-upload"
-                )
-                k_preview = gr.Image(label="Captioned image", interactive=False, format="png")
-            language = gr.Radio(["english", "chinese"], value="english", label="Language")
-            k_run = gr.Button("Caption", variant="primary", elem_id="caption-button")
-            k_text = gr.Textbox(label="Caption", interactive=False, elem_id="caption-text")
-            k_run.click(_shown(caption), [k_upload, language], [k_preview, k_text], **queue)
-
+        _generate_tab(gr, handlers, queue, tracker)
+        _complete_tab(gr, handlers, queue, tracker)
+        _caption_tab(gr, handlers, queue)
     demo.queue(max_size=cfg.queue_size, default_concurrency_limit=cfg.concurrency_limit)
     return demo
