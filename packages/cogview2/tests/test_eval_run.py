@@ -42,7 +42,7 @@ def test_eval_writes_table_grid_and_json(tiny_pipe, tiny_data, tmp_path):
     cfg = SMALL_EVAL
     results = run_evaluation(
         tiny_pipe, tiny_data, tmp_path, cfg, weights_name="tiny", progress=False
-    )
+    ).to_json()
     assert len(results["seen"]["prompts"]) == 2 and 0 <= results["seen"]["gen_group_acc"] <= 1
     assert "training concepts" in (tmp_path / "eval-results.md").read_text()
     assert Image.open(tmp_path / "eval-samples-seen.png").size[0] == 2 * (48 + 4) + 4
@@ -87,7 +87,7 @@ def test_eval_takes_training_concepts_from_the_chosen_groups_and_styles(
     cfg = replace(SMALL_EVAL, seen_groups=(group,), seen_styles=("openmoji",))
     wanted = [r for r in records[1:] if r["group"] == group and r["style"] == "openmoji"]
     assert len(wanted) >= 2  # the classifier took records[0]
-    results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False)
+    results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False).to_json()
     allowed = {make_caption(r, "en", "name_style") for r in wanted}
     assert set(results["seen"]["prompts"]) <= allowed
     assert (
@@ -147,6 +147,8 @@ def test_eval_skips_seen_prompts_when_the_classifier_used_every_render(
         classifier=ClassifierConfig(image_size=16, width=4, steps=3, batch_size=4),
     )
     results = run_evaluation(tiny_pipe, tiny_data, tmp_path, cfg, progress=False)
+    assert results.fidelity is None and results.seen is None
+    results = results.to_json()
     assert "fidelity" not in results  # 0 skips the per-stage table
     assert "seen" not in results and not (tmp_path / "eval-samples-seen.png").exists()
     assert "skipping the training-concept prompts" in caplog.text

@@ -39,24 +39,22 @@ def _run(args: argparse.Namespace) -> int:
     results = run_evaluation(
         pipe, args.data, args.out, cfg, weights_name=str(args.weights), progress=not args.quiet
     )
-    c, q = results["classifier"], results["retrieval"]
+    c, q = results.classifier, results.retrieval
     print(
-        f"PSNR {results['psnr_low']:.2f}/{results['psnr_high']:.2f} dB; group acc "
-        f"{c['gen_group_acc']:.3f} (real {c['real_group_acc']:.3f}, chance "
-        f"{c['chance_group_uniform']:.3f}); FD {results['frechet']['generated_vs_real']:.3f}; "
-        f"retrieval {q['generated_acc']:.3f} (chance {q['chance']:.3f}) -> {args.out}"
+        f"PSNR {results.psnr_low:.2f}/{results.psnr_high:.2f} dB; group acc "
+        f"{c.gen_group_acc:.3f} (real {c.real_group_acc:.3f}, chance "
+        f"{c.chance_group_uniform:.3f}); FD {results.frechet.generated_vs_real:.3f}; "
+        f"retrieval {q.generated_acc:.3f} (chance {q.chance:.3f}) -> {args.out}"
     )
-    if "fidelity" in results:
-        m = results["fidelity"]["mean"]
+    if results.fidelity is not None:
+        m = results.fidelity.mean()
         print(
             "per stage, PSNR against the real renders: bicubic {bicubic:.2f}, DSR {dsr:.2f}, "
             "DSR + LoPAR {lopar:.2f}, VQ-VAE ceiling {vqvae:.2f} dB".format(**m["psnr"])
         )
-    if "seen" in results:
-        s = results["seen"]
-        print(
-            f"training concepts: group acc {s['gen_group_acc']:.3f} (real {s['real_group_acc']:.3f})"
-        )
+    if results.seen is not None:
+        s = results.seen
+        print(f"training concepts: group acc {s.gen_group_acc:.3f} (real {s.real_group_acc:.3f})")
     return 0
 
 

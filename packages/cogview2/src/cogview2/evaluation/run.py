@@ -34,6 +34,13 @@ from .fidelity import FidelityResults, stage_fidelity
 from .grid import sample_grid, save_png
 from .metrics import frechet_distance, psnr, retrieval_accuracy
 from .report import RESULTS_JSON, RESULTS_MD, SAMPLES_PNG, SEEN_SAMPLES_PNG, render_markdown
+from .results import (
+    ClassifierResults,
+    EvalResults,
+    FrechetResults,
+    RetrievalResults,
+    SeenResults,
+)
 
 __all__ = ["EvalConfig", "fidelity_prompts", "run_evaluation"]
 
@@ -248,6 +255,96 @@ def _save_grid(images: list[Image.Image], prompts: list[str], cfg: EvalConfig, p
     save_png(grid, path)
 
 
+def _classifier_metrics(
+    clf: Any,
+    real: dict[str, torch.Tensor],
+    real_labels: tuple[torch.Tensor, torch.Tensor],
+    images: list[Image.Image],
+    prompt_records: list[dict[str, Any]],
+    counts: tuple[int, int, int],
+    cfg: EvalConfig,
+) -> tuple[ClassifierResults, FrechetResults]:
+    """The classifier rows and the Fréchet distance of the generated held-out pictures.
+    ``counts``: (number of groups, of subgroups, classifier training images)."""
+    num_groups, num_subgroups, train_images = counts
+    fake = predict(clf, to_uint8(images, cfg.classifier.image_size))
+    real_acc, gen_acc = _accuracy(real, real_labels), _accuracy(fake, _labels(prompt_records))
+    group_counts = torch.bincount(real_labels[0], minlength=num_groups).double()
+    n_real = len(real_labels[0])
+    classifier = ClassifierResults(
+        num_groups=num_groups,
+        num_subgroups=num_subgroups,
+        train_images=train_images,
+        real_images=n_real,
+        generated_images=len(images),
+        real_group_acc=real_acc[0],
+        real_subgroup_acc=real_acc[1],
+        gen_group_acc=gen_acc[0],
+        gen_subgroup_acc=gen_acc[1],
+        chance_group_uniform=1.0 / num_groups,
+        chance_group_majority=float(group_counts.max() / group_counts.sum()),
+        chance_subgroup_uniform=1.0 / num_subgroups,
+    )
+    halves = (
+        frechet_distance(real["features"][0::2], real["features"][1::2]) if n_real >= 4 else None
+    )
+    frechet = FrechetResults(frechet_distance(fake["features"], real["features"]), halves)
+    return classifier, frechet
+
+
+def _retrieval_metrics(
+    pipe: CogView2Pipeline,
+    heldout: EmojiDataset,
+    prompt_ids: list[int],
+    prompts: list[str],
+    low_tokens: torch.Tensor,
+    cfg: EvalConfig,
+) -> RetrievalResults:
+    """Inverse-prompt retrieval of the generated pictures and of the real renders."""
+    real_low = pipe.tokenizer.encode_image(
+        torch.stack([heldout[i]["image"] for i in prompt_ids]).float() / 255.0,
+        compression=pipe.config.compression,
+    ).reshape(len(prompt_ids), -1)
+    k = min(cfg.num_distractors, len(prompts) - 1)
+    return RetrievalResults(
+        candidates=k + 1,
+        generated_acc=_retrieval(pipe, low_tokens, prompts, k),
+        real_acc=_retrieval(pipe, real_low, prompts, k),
+        chance=1.0 / (k + 1),
+    )
+
+
+def _seen_metrics(
+    pipe: CogView2Pipeline,
+    clf: Any,
+    data_root: str | Path,
+    unseen_by_clf: list[int],
+    final_size: int,
+    cfg: EvalConfig,
+    progress: bool,
+) -> tuple[SeenResults, list[Image.Image]]:
+    """The classifier rows on training concepts (renders the classifier did not train on: the
+    generator knows the concept, the classifier judges it as fresh), and their pictures."""
+    train = EmojiDataset(data_root, "train", pipe.low_image_size)
+    candidates = select_records(
+        train.records,
+        unseen_by_clf,
+        {"group": cfg.seen_groups, "style": cfg.seen_styles},
+        error="seen_{key}s {unknown} are not in the data set: {present}",
+    )
+    seen_ids = _prompt_indices(pipe, train.records, candidates, cfg.num_seen_prompts, cfg)
+    seen_records = [train.records[i] for i in seen_ids]
+    prompts = [make_caption(r, "en", cfg.caption_template) for r in seen_records]
+    images, _ = _generate(pipe, prompts, cfg, progress, "generate (seen)")
+    train_hi = EmojiDataset(data_root, "train", final_size)
+    labels = _labels(seen_records)
+    size = cfg.classifier.image_size
+    gen_acc = _accuracy(predict(clf, to_uint8(images, size)), labels)
+    real_acc = _accuracy(predict(clf, load_images(train_hi, size, seen_ids)), labels)
+    seen = SeenResults(tuple(prompts), gen_acc[0], gen_acc[1], real_acc[0], real_acc[1])
+    return seen, images
+
+
 def run_evaluation(
     pipe: CogView2Pipeline,
     data_root: str | Path,
@@ -256,11 +353,11 @@ def run_evaluation(
     *,
     weights_name: str = "",
     progress: bool = True,
-) -> dict[str, Any]:
+) -> EvalResults:
     """Evaluate ``pipe`` on the held-out split and write the report.
 
-    Writes ``eval-results.md`` (the table), ``eval-results.json`` and ``eval-samples.png`` (the
-    samples, prompt under each) into ``out_dir``.
+    Writes ``eval-results.md`` (the table), ``eval-results.json`` (`EvalResults.to_json`) and
+    ``eval-samples.png`` (the samples, prompt under each) into ``out_dir``.
 
     Args:
         pipe: The pipeline (its stage-1 and output sizes must be render sizes of the data set).
@@ -271,7 +368,7 @@ def run_evaluation(
         progress: Progress bars.
 
     Returns:
-        The results dictionary (also in ``eval-results.json``).
+        `EvalResults`.
     """
     cfg = cfg or EvalConfig()
     # Record the style and guidance actually used (None means the pipeline's default).
@@ -283,7 +380,6 @@ def run_evaluation(
         ),
     )
     tick = time.perf_counter()
-    out = Path(out_dir)
     low_size, high_size = pipe.low_image_size, pipe.image_size
     final_size = high_size if {"dsr", "itersr"} & set(cfg.stages) else low_size
     heldout = EmojiDataset(data_root, "heldout", low_size)
@@ -291,9 +387,6 @@ def run_evaluation(
     train = EmojiDataset(data_root, "train", low_size)
     if len(heldout) < 2:
         raise ValueError(f"{data_root}: the held-out split has {len(heldout)} samples; need >= 2")
-    results: dict[str, Any] = {"weights": weights_name, "config": asdict(cfg)}
-    results["psnr_low"] = _reconstruction_psnr(pipe, heldout, cfg.psnr_images)
-    results["psnr_high"] = _reconstruction_psnr(pipe, heldout_hi, cfg.psnr_images)
 
     c = cfg.classifier
     records = train.records + heldout.records
@@ -316,47 +409,13 @@ def run_evaluation(
     prompt_ids = _prompt_indices(pipe, heldout.records, range(len(heldout)), cfg.num_prompts, cfg)
     prompt_records = [heldout.records[i] for i in prompt_ids]
     prompts = [make_caption(r, "en", cfg.caption_template) for r in prompt_records]
-    results["prompts"] = {"used": prompts}
     images, low_tokens = _generate(pipe, prompts, cfg, progress, "generate (held-out)")
-    fake = predict(clf, to_uint8(images, c.image_size))
-    real_acc, gen_acc = _accuracy(real, real_labels), _accuracy(fake, _labels(prompt_records))
-    group_counts = torch.bincount(real_labels[0], minlength=num_groups).double()
-    results["classifier"] = {
-        "num_groups": num_groups,
-        "num_subgroups": num_subgroups,
-        "train_images": len(train_ids),
-        "real_images": len(real_ids),
-        "generated_images": len(images),
-        "real_group_acc": real_acc[0],
-        "real_subgroup_acc": real_acc[1],
-        "gen_group_acc": gen_acc[0],
-        "gen_subgroup_acc": gen_acc[1],
-        "chance_group_uniform": 1.0 / num_groups,
-        "chance_group_majority": float(group_counts.max() / group_counts.sum()),
-        "chance_subgroup_uniform": 1.0 / num_subgroups,
-    }
-    results["frechet"] = {
-        "generated_vs_real": frechet_distance(fake["features"], real["features"]),
-        "real_vs_real_split": (
-            frechet_distance(real["features"][0::2], real["features"][1::2])
-            if len(real_ids) >= 4
-            else None
-        ),
-    }
-    real_low = pipe.tokenizer.encode_image(
-        torch.stack([heldout[i]["image"] for i in prompt_ids]).float() / 255.0,
-        compression=pipe.config.compression,
-    ).reshape(len(prompt_ids), -1)
-    k = min(cfg.num_distractors, len(prompts) - 1)
-    results["retrieval"] = {
-        "candidates": k + 1,
-        "generated_acc": _retrieval(pipe, low_tokens, prompts, k),
-        "real_acc": _retrieval(pipe, real_low, prompts, k),
-        "chance": 1.0 / (k + 1),
-    }
-    seen_images: list[Image.Image] = []
-    # training renders the classifier did not see: the generator knows the concept, the
-    # classifier judges it as fresh
+    counts = (num_groups, num_subgroups, len(train_ids))
+    classifier, frechet = _classifier_metrics(
+        clf, real, real_labels, images, prompt_records, counts, cfg
+    )
+    retrieval = _retrieval_metrics(pipe, heldout, prompt_ids, prompts, low_tokens, cfg)
+    seen, seen_images = None, []
     unseen_by_clf = sorted(set(range(len(train))) - set(train_ids))
     if cfg.num_seen_prompts and len(unseen_by_clf) < 2:
         _log.warning(
@@ -366,37 +425,44 @@ def run_evaluation(
             len(train),
         )
     elif cfg.num_seen_prompts:
-        candidates = select_records(
-            train.records,
-            unseen_by_clf,
-            {"group": cfg.seen_groups, "style": cfg.seen_styles},
-            error="seen_{key}s {unknown} are not in the data set: {present}",
+        seen, seen_images = _seen_metrics(
+            pipe, clf, data_root, unseen_by_clf, final_size, cfg, progress
         )
-        seen_ids = _prompt_indices(pipe, train.records, candidates, cfg.num_seen_prompts, cfg)
-        seen_records = [train.records[i] for i in seen_ids]
-        seen_prompts = [make_caption(r, "en", cfg.caption_template) for r in seen_records]
-        seen_images, _ = _generate(pipe, seen_prompts, cfg, progress, "generate (seen)")
-        train_hi = EmojiDataset(data_root, "train", final_size)
-        labels = _labels(seen_records)
-        gen_acc = _accuracy(predict(clf, to_uint8(seen_images, c.image_size)), labels)
-        real_acc = _accuracy(predict(clf, load_images(train_hi, c.image_size, seen_ids)), labels)
-        results["seen"] = {
-            "prompts": seen_prompts,
-            "gen_group_acc": gen_acc[0],
-            "gen_subgroup_acc": gen_acc[1],
-            "real_group_acc": real_acc[0],
-            "real_subgroup_acc": real_acc[1],
-        }
+    fidelity = None
     if cfg.fidelity_concepts and {"dsr", "itersr"} <= set(cfg.stages):
-        results["fidelity"] = _fidelity(pipe, data_root, cfg, progress).to_json()
-    results["seconds"] = round(time.perf_counter() - tick, 1)
-    results["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
-    results["torch_threads"] = torch.get_num_threads()
-    out.mkdir(parents=True, exist_ok=True)
-    _save_grid(images, prompts, cfg, out / SAMPLES_PNG)
-    if seen_images:
-        _save_grid(seen_images, results["seen"]["prompts"], cfg, out / SEEN_SAMPLES_PNG)
-    atomic_write_text(out / RESULTS_JSON, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(out / RESULTS_MD, render_markdown(results))
-    _log.info("eval: wrote %s, %s, %s", out / RESULTS_MD, out / RESULTS_JSON, out / SAMPLES_PNG)
+        fidelity = _fidelity(pipe, data_root, cfg, progress)
+    results = EvalResults(
+        weights=weights_name,
+        config=asdict(cfg),
+        psnr_low=_reconstruction_psnr(pipe, heldout, cfg.psnr_images),
+        psnr_high=_reconstruction_psnr(pipe, heldout_hi, cfg.psnr_images),
+        prompts=tuple(prompts),
+        classifier=classifier,
+        frechet=frechet,
+        retrieval=retrieval,
+        seen=seen,
+        fidelity=fidelity,
+        seconds=round(time.perf_counter() - tick, 1),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        torch_threads=torch.get_num_threads(),
+    )
+    _write_report(Path(out_dir), results, images, seen_images, cfg)
     return results
+
+
+def _write_report(
+    out: Path,
+    results: EvalResults,
+    images: list[Image.Image],
+    seen_images: list[Image.Image],
+    cfg: EvalConfig,
+) -> None:
+    """The grids, ``eval-results.json`` and ``eval-results.md`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    _save_grid(images, list(results.prompts), cfg, out / SAMPLES_PNG)
+    if seen_images and results.seen is not None:
+        _save_grid(seen_images, list(results.seen.prompts), cfg, out / SEEN_SAMPLES_PNG)
+    document = results.to_json()
+    atomic_write_text(out / RESULTS_JSON, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / RESULTS_MD, render_markdown(document))
+    _log.info("eval: wrote %s, %s, %s", out / RESULTS_MD, out / RESULTS_JSON, out / SAMPLES_PNG)
