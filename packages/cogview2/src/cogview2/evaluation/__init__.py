@@ -7,9 +7,9 @@ and the per-stage fidelity to the real renders (`stage_fidelity`); the results a
 
 from .classifier import ClassifierConfig, EmojiClassifier, predict, train_classifier
 from .cli import add_eval_command
+from .fidelity import FidelityResults, ssim, stage_fidelity
 from .grid import sample_grid
 from .metrics import frechet_distance, psnr, retrieval_accuracy
-from .fidelity import FidelityResults, ssim, stage_fidelity
 from .results import EvalResults
 from .run import EvalConfig, run_evaluation
 
