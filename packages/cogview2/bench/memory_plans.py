@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from coglm_core import quantize_linears_int8
-from cogview2 import _weights as W
+from cogview2 import folder_format as W
 from cogview2.config import PipelineConfig
 from cogview2.memory import MemoryPlan
 from cogview2.memory_probe import build_models, materialize, run_stage

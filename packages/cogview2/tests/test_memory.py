@@ -191,7 +191,8 @@ def test_plan_of_the_6b_preset_allocates_no_weights_and_keeps_its_numbers(capsys
     """`cogview2 info --plan --preset 6b` is arithmetic on meta-device models: no weight is
     allocated (DSR's 1.8 G-parameter attention_plus used to be made on the CPU first: 7.3 GB),
     and the predictions are the ones it printed before."""
-    from cogview2.memory_probe import build_models, peak_tensor_bytes
+    from cogview2.memory_probe import peak_tensor_bytes
+    from cogview2.models.presets import build_models
 
     with peak_tensor_bytes() as peak:
         models = build_models("6b")
@@ -234,7 +235,7 @@ def test_cli_plans_and_generates_within_a_budget(folder, tmp_path, capsys):
 
 
 def test_bad_plans_and_placers_are_clear_errors(folder):
-    from cogview2._weights import model_structure, read_manifest
+    from cogview2.folder_format import model_structure, read_manifest
     from cogview2.placement import Part, Placer
 
     with pytest.raises(ValueError, match="placement must be one of"):

@@ -14,8 +14,8 @@ import torch
 from safetensors import safe_open
 
 from cogview2 import CogView2Pipeline
-from cogview2._layout import layout_pad_id
 from cogview2.data import BuildConfig, EmojiDataset, build_emoji_dataset
+from cogview2.layout import layout_pad_id
 from cogview2.training import (
     RECIPE_NAMES,
     add_train_commands,

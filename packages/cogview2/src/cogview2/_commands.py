@@ -210,12 +210,12 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 def _run_plan(args: argparse.Namespace) -> int:
     """``info --plan``: the predicted peak of every stage under each plan, and the choice."""
-    from . import _weights as W
+    from . import folder_format as W
     from .config import PipelineConfig
     from .memory import candidate_plans, choose_plan, estimate_memory, format_size
 
     if args.preset is not None:
-        from .memory_probe import build_models
+        from .models.presets import build_models
 
         models, config = build_models(args.preset), PipelineConfig()
         source = f"preset {args.preset}"

@@ -17,9 +17,9 @@ from coglm_core.sat_checkpoint import load_sat_checkpoint
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
-from . import _weights as W
-from ._weights import same_weights
+from . import folder_format as W
 from .config import PipelineConfig
+from .folder_format import same_weights
 from .memory import MemoryPlan
 from .models.config import DSRConfig, ITERSRConfig
 from .models.sr import DirectSuperResolution, IterativeSuperResolution

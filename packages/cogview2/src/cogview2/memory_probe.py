@@ -37,26 +37,16 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from coglm_core import CogLM, CogLMConfig, quantize_linears_int8
+from coglm_core import quantize_linears_int8
 
 from .config import PipelineConfig
 from .memory import MemoryPlan, estimate_memory, stage_models
-from .models.config import DSRConfig, ITERSRConfig
-from .models.sr import DirectSuperResolution, IterativeSuperResolution
+from .models.presets import PRESETS, build_models
 from .recipes import RECIPES
 from .stage_table import STAGES
 from .stages.coarse import generate_low_res
 from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
-
-PRESETS = {
-    "6b": {},
-    "medium": {"num_layers": 8, "hidden_size": 768, "num_attention_heads": 12,
-               "num_image_tokens": 4096},
-    "small": {"num_layers": 2, "hidden_size": 128, "num_attention_heads": 4,
-              "num_image_tokens": 1024},
-}  # fmt: skip
-"""CogLM overrides of `CogLMConfig.cogview2_6b` (the release's layout: 20×20 → 60×60)."""
 
 
 def _status(field: str) -> int:
@@ -122,15 +112,6 @@ def peak_tensor_bytes() -> Iterator[dict[str, int]]:
         live += event["args"]["Bytes"]
         peak = max(peak, live)
     result["tensors"] = peak
-
-
-def build_models(preset: str) -> dict[str, Any]:
-    """The three models of a preset on the meta device (DSR shares CogLM's base)."""
-    config = CogLMConfig.cogview2_6b(hidden_dropout=0.0, attention_dropout=0.0, **PRESETS[preset])
-    coglm = CogLM(config, device="meta").eval()
-    dsr = DirectSuperResolution(coglm, DSRConfig()).eval()
-    itersr = IterativeSuperResolution(CogLM(config, device="meta"), ITERSRConfig()).eval()
-    return {"coglm": coglm, "dsr": dsr, "itersr": itersr}
 
 
 @torch.no_grad()

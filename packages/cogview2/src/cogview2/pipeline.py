@@ -20,7 +20,7 @@ from coglm_core.pretrained import save_pretrained as save_coglm
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
-from . import _weights as W
+from . import folder_format as W
 from .config import PipelineConfig, check_guidance_scale
 from .images import ImageLike, image_to_tensor, to_pil, tokens_to_images
 from .memory import MemoryPlan, choose_plan
@@ -581,7 +581,7 @@ class CogView2Pipeline:
 
     # ----------------------------------------------------------------------------- weights
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
-        """Write the pipeline folder (see `cogview2._weights`); shared bases are written once.
+        """Write the pipeline folder (see `cogview2.folder_format`); shared bases are written once.
 
         Raises:
             ValueError: the weights are offloaded to disk or quantised (save a resident,

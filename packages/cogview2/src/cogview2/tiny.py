@@ -13,8 +13,8 @@ from coglm_core.transformer import CogLM
 from icetk import HVQVAE, IceTokenizer, ImageTokenizer, TextTokenizer, TextTrainConfig, VQVAEConfig
 from icetk.train_text import train_text_tokenizer
 
-from ._layout import coglm_id_fields
 from .config import PipelineConfig
+from .layout import coglm_id_fields
 from .models.config import DSRConfig, ITERSRConfig
 from .models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
 from .pipeline import CogView2Pipeline

@@ -11,7 +11,7 @@ import torch
 from coglm_core.pretrained import from_pretrained as load_coglm
 from icetk import IceTokenizer
 
-from .. import _weights as W
+from .. import folder_format as W
 from ..config import PipelineConfig
 from ..pipeline import CogView2Pipeline
 from .config import FINAL, TrainingConfig

@@ -15,7 +15,7 @@ from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretr
 from coglm_core.pretrained import from_pretrained as load_coglm
 from icetk import VocabularyLayout
 
-from .._layout import coglm_id_fields, layout_pad_id
+from ..layout import coglm_id_fields, layout_pad_id
 from .config import FINAL, TrainingConfig
 from .runtime import barrier, default_device, is_main
 from .tokenize_data import cfg_low, ensure_coglm_samples

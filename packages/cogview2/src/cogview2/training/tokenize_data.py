@@ -31,10 +31,10 @@ from coglm_core import atomic_write_text
 from coglm_core.data import write_token_file
 from icetk import IceTokenizer
 
-from .._layout import layout_pad_id
-from .._weights import LABELS_FILE, atomic_save_tensors
 from ..data import SPLITS, EmojiDataset, make_caption
 from ..data.dataset import select_records
+from ..folder_format import LABELS_FILE, atomic_save_tensors
+from ..layout import layout_pad_id
 from .config import TrainingConfig
 from .runtime import barrier, is_main, world
 from .tokenizers import load_trained_tokenizer
