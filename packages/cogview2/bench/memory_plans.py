@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from coglm_core import quantize_linears_int8
+from coglm_core.pretrained import save_pretrained as save_coglm
 from cogview2 import folder_format as W
 from cogview2.config import PipelineConfig
 from cogview2.memory import MemoryPlan
@@ -40,16 +41,16 @@ def write_random_folder(preset: str, root: Path) -> None:
     model materialised at a time."""
     models = build_models(preset)
     materialize((models["coglm"],), torch.device("cpu"), torch.bfloat16)
-    W.save_coglm(models["coglm"], root / "coglm")
-    manifest = {"format": W.FORMAT, "format_version": W.FORMAT_VERSION, "config": {}}
+    save_coglm(models["coglm"], root / "coglm")
+    shares = {}
     for name in ("dsr", "itersr"):
         model = models[name]
         materialize((model,), torch.device("cpu"), torch.bfloat16)
-        manifest[name] = {"shares_base": W.save_sr(model, root / name, models["coglm"])}
+        shares[name] = model.save_pretrained(root / name, shared_base=models["coglm"])
         if model.base is not models["coglm"]:
             model.base.to("meta")
         model.mixins.to("meta")
-    W.atomic_write_text(root / W.PIPELINE_FILE, json.dumps(manifest) + "\n")
+    W.write_manifest(root, {}, shares)
 
 
 def main() -> None:

@@ -106,3 +106,23 @@ def test_build_sr_follows_the_config_type() -> None:
     assert dsr.base is itersr.base is base and base.device.type == "meta"
     with pytest.raises(ValueError, match="no super-resolution model for CogLMConfig"):
         build_sr(base, CogLMConfig.tiny())  # type: ignore[arg-type]
+
+
+def test_sr_models_own_their_folder_format(tiny_pipe, tmp_path) -> None:
+    """``save_pretrained`` writes an SR model (its base only when it is not the shared one);
+    ``load_sr`` reads it back, bit for bit."""
+    import torch
+
+    from cogview2.models.sr import SHARED, load_sr
+
+    dsr, itersr, coglm = tiny_pipe.dsr, tiny_pipe.itersr, tiny_pipe.coglm
+    assert dsr.save_pretrained(tmp_path / "dsr", shared_base=coglm) == SHARED
+    assert not (tmp_path / "dsr" / "base").exists()
+    assert itersr.save_pretrained(tmp_path / "itersr", shared_base=coglm) is None
+    assert (tmp_path / "itersr" / "base" / "model.safetensors").is_file()
+    again = load_sr(tmp_path / "dsr", coglm, SHARED, device="cpu", dtype=None)
+    assert again.base is coglm and again.config == dsr.config
+    own = load_sr(tmp_path / "itersr", coglm, None, device="cpu", dtype=None)
+    for a, b in ((again, dsr), (own, itersr)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -22,7 +22,7 @@ from .config import PipelineConfig
 from .folder_format import same_weights
 from .memory import MemoryPlan
 from .models.config import DSRConfig, ITERSRConfig
-from .models.sr import DirectSuperResolution, IterativeSuperResolution
+from .models.sr import SHARED, DirectSuperResolution, IterativeSuperResolution, save_sr_parts
 from .pipeline import CogView2Pipeline
 
 PathLike = str | os.PathLike[str]
@@ -177,7 +177,7 @@ def convert_official(
         model.load_mixin_state_dict(sr_ck.state_dict)  # checks names and shapes
         mixins = model.mixin_state_dict()
         ignored[name] = _unused(sr_ck.state_dict, mixins)
-        shares[name] = W.save_sr_parts(out / name, sr_cfg, mixins, None if same else base, config)
+        shares[name] = save_sr_parts(out / name, sr_cfg, mixins, None if same else base, config)
         del sr_ck, base, model, mixins
     tokenizer.save_pretrained(out / "tokenizer")
     save_labels(out / W.LABELS_FILE, labels)
@@ -185,4 +185,4 @@ def convert_official(
     # Check the components against each other (vocabulary, grids, labels) without reading a
     # weight: the structure alone, with nothing loaded.
     CogView2Pipeline.from_pretrained(out, memory_plan=MemoryPlan("disk_offload"))
-    return ConversionReport(out, shares["dsr"] == W.SHARED, shares["itersr"] == W.SHARED, ignored)
+    return ConversionReport(out, shares["dsr"] == SHARED, shares["itersr"] == SHARED, ignored)

@@ -15,26 +15,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import Tensor
 
 from cluster_sampling import load_labels
 from coglm_core import atomic_write_text, quantize_linears_int8, save_safetensors
 from coglm_core.config import CogLMConfig
-from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME, save_state_dict
-from coglm_core.pretrained import from_pretrained as load_coglm
+from coglm_core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
+from .files import check_safetensors, require_files
 from .memory import MemoryPlan
-from .models.config import DSRConfig, ITERSRConfig, config_from_json, config_to_json
-from .models.sr import DirectSuperResolution, IterativeSuperResolution, build_sr
+from .models.config import config_from_json
+from .models.sr import (
+    MIXINS_FILE,
+    SHARED,
+    SR_CONFIG_FILE,
+    build_sr,
+)
 from .placement import Part, Placer
 from .stage_table import STAGE_TABLE
 
@@ -42,9 +44,6 @@ FORMAT = "cogview2-pipeline"
 FORMAT_VERSION = 1
 PIPELINE_FILE = "pipeline.json"
 LABELS_FILE = "cluster_labels.npy"
-SR_CONFIG_FILE = "sr_config.json"
-MIXINS_FILE = "mixins.safetensors"
-SHARED = "coglm"
 
 
 def atomic_save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
@@ -64,33 +63,6 @@ def same_weights(a: CogLM, b: CogLM) -> bool:
     )
 
 
-def save_sr_parts(
-    folder: Path,
-    config: DSRConfig | ITERSRConfig,
-    mixins: Mapping[str, Tensor],
-    base: Mapping[str, Tensor] | None,
-    base_config: CogLMConfig,
-) -> str | None:
-    """Write one SR model folder from its parts: ``sr_config.json``, ``mixins.safetensors`` and,
-    when ``base`` (a ``transformer.*`` state dict) is given, ``base/``. Returns the share tag
-    of the manifest (`SHARED` when the base is CogLM's and not written)."""
-    atomic_write_text(folder / SR_CONFIG_FILE, config_to_json(config) + "\n")
-    atomic_save_tensors(dict(mixins), folder / MIXINS_FILE)
-    if base is None:
-        return SHARED
-    save_state_dict(base, base_config, folder / "base")
-    return None
-
-
-def save_sr(
-    model: DirectSuperResolution | IterativeSuperResolution, folder: Path, coglm: CogLM | None
-) -> str | None:
-    """Write one SR model; its base only when it is not ``coglm`` (None: always). Returns the
-    share tag."""
-    base = None if model.base is coglm else model.base.state_dict()
-    return save_sr_parts(folder, model.config, model.mixin_state_dict(), base, model.base.config)
-
-
 def write_manifest(root: Path, config: dict[str, Any], shares: dict[str, str | None]) -> None:
     """``pipeline.json``: the format, the `PipelineConfig` as a dict, and per SR model present
     (``"dsr"``, ``"itersr"``) whether it shares CogLM's base; an absent model is ``null``."""
@@ -102,52 +74,6 @@ def write_manifest(root: Path, config: dict[str, Any], shares: dict[str, str | N
     for name in ("dsr", "itersr"):
         manifest[name] = {"shares_base": shares[name]} if name in shares else None
     atomic_write_text(root / PIPELINE_FILE, json.dumps(manifest, indent=2) + "\n")
-
-
-def load_sr(
-    folder: Path,
-    coglm: CogLM,
-    shares: str | None,
-    *,
-    device: torch.device | str,
-    dtype: torch.dtype | None,
-) -> DirectSuperResolution | IterativeSuperResolution:
-    """Inverse of `save_sr`."""
-    require_files(
-        folder,
-        [SR_CONFIG_FILE, MIXINS_FILE]
-        + ([] if shares == SHARED else ["base/config.json", "base/model.safetensors"]),
-    )
-    config = config_from_json((folder / SR_CONFIG_FILE).read_text(encoding="utf-8"))
-    base = coglm if shares == SHARED else load_coglm(folder / "base", device=device, dtype=dtype)
-    model = build_sr(base, config)
-    check_safetensors(folder / MIXINS_FILE)
-    state = load_file(folder / MIXINS_FILE, device=str(device))
-    if dtype is not None:
-        state = {k: v.to(dtype) for k, v in state.items()}
-    model.load_mixin_state_dict(state)
-    return model
-
-
-def require_files(root: Path, names: list[str]) -> None:
-    """FileNotFoundError naming every missing file of a weights folder."""
-    missing = [n for n in names if not (root / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"weights folder {root} is missing {missing}")
-
-
-def check_safetensors(path: Path) -> None:
-    """ValueError naming ``path`` when it is not a complete safetensors file (truncated,
-    corrupt, or another format); the header and the data length are checked, no tensor is
-    read."""
-    try:
-        with safe_open(path, framework="pt", device="cpu"):
-            pass
-    except (SafetensorError, OSError) as err:
-        raise ValueError(
-            f"{path} is not a complete safetensors file ({err}): it is truncated or corrupt; "
-            "copy or write the weights folder again"
-        ) from err
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

@@ -598,7 +598,7 @@ class CogView2Pipeline:
         self.tokenizer.save_pretrained(root / "tokenizer")
         save_coglm(self.coglm, root / "coglm")
         shares = {
-            name: W.save_sr(getattr(self, name), root / name, self.coglm)
+            name: getattr(self, name).save_pretrained(root / name, shared_base=self.coglm)
             for name in ("dsr", "itersr")
             if getattr(self, name) is not None
         }  # a base shared with CogLM is written once

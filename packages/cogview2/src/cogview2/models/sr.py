@@ -8,13 +8,22 @@ models may share one base object; `mixin_state_dict` never includes the base.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from coglm_core import atomic_write_text, save_safetensors
+from coglm_core.config import CogLMConfig
+from coglm_core.pretrained import from_pretrained as load_coglm
+from coglm_core.pretrained import save_state_dict
 from coglm_core.transformer import CogLM
 
+from ..files import check_safetensors, require_files
 from .attention import AttentionPlus, DSRAttention, ITERSRAttention, dsr_level0_mask
-from .config import DSRConfig, ITERSRConfig
+from .config import DSRConfig, ITERSRConfig, config_from_json, config_to_json
 
 
 class ExtraPositionEmbedding(nn.Module):
@@ -76,6 +85,14 @@ class _SRBase(nn.Module):
                     f"mixins.{k}: shape {tuple(sub[k].shape)}, expected {tuple(v.shape)}"
                 )
         self.mixins.load_state_dict({k: sub[k] for k in own}, assign=True)
+
+    def save_pretrained(
+        self, folder: str | Path, *, shared_base: CogLM | None = None
+    ) -> str | None:
+        """Write ``sr_config.json`` + ``mixins.safetensors``, and ``base/`` unless the base is
+        ``shared_base`` (the pipeline's CogLM, stored once beside). Returns the manifest's
+        ``shares_base`` tag (`SHARED` or None)."""
+        return save_sr(self, Path(folder), shared_base)  # type: ignore[arg-type]
 
     def _image_rows(self) -> tuple[int, int]:
         return (0, self.base.config.num_image_tokens)
@@ -231,3 +248,62 @@ def build_sr(
     if isinstance(config, ITERSRConfig):
         return IterativeSuperResolution(base, config, backend=backend)
     raise ValueError(f"no super-resolution model for {type(config).__name__}")
+
+
+# ----------------------------------------------------------------------------- folder format
+SR_CONFIG_FILE = "sr_config.json"
+MIXINS_FILE = "mixins.safetensors"
+SHARED = "coglm"
+"""The manifest's ``shares_base`` tag of an SR model whose base is the pipeline's CogLM."""
+
+
+def save_sr_parts(
+    folder: Path,
+    config: DSRConfig | ITERSRConfig,
+    mixins: Mapping[str, Tensor],
+    base: Mapping[str, Tensor] | None,
+    base_config: CogLMConfig,
+) -> str | None:
+    """Write one SR model folder from its parts: ``sr_config.json``, ``mixins.safetensors`` and,
+    when ``base`` (a ``transformer.*`` state dict) is given, ``base/``. Returns the share tag
+    of the manifest (`SHARED` when the base is CogLM's and not written)."""
+    atomic_write_text(folder / SR_CONFIG_FILE, config_to_json(config) + "\n")
+    save_safetensors(dict(mixins), folder / MIXINS_FILE)
+    if base is None:
+        return SHARED
+    save_state_dict(base, base_config, folder / "base")
+    return None
+
+
+def save_sr(
+    model: DirectSuperResolution | IterativeSuperResolution, folder: Path, coglm: CogLM | None
+) -> str | None:
+    """Write one SR model; its base only when it is not ``coglm`` (None: always). Returns the
+    share tag."""
+    base = None if model.base is coglm else model.base.state_dict()
+    return save_sr_parts(folder, model.config, model.mixin_state_dict(), base, model.base.config)
+
+
+def load_sr(
+    folder: Path,
+    coglm: CogLM,
+    shares: str | None,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype | None,
+) -> DirectSuperResolution | IterativeSuperResolution:
+    """Inverse of `save_sr`."""
+    require_files(
+        folder,
+        [SR_CONFIG_FILE, MIXINS_FILE]
+        + ([] if shares == SHARED else ["base/config.json", "base/model.safetensors"]),
+    )
+    config = config_from_json((folder / SR_CONFIG_FILE).read_text(encoding="utf-8"))
+    base = coglm if shares == SHARED else load_coglm(folder / "base", device=device, dtype=dtype)
+    model = build_sr(base, config)
+    check_safetensors(folder / MIXINS_FILE)
+    state = load_file(folder / MIXINS_FILE, device=str(device))
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    model.load_mixin_state_dict(state)
+    return model

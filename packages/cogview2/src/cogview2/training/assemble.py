@@ -11,8 +11,8 @@ import torch
 from coglm_core.pretrained import from_pretrained as load_coglm
 from icetk import IceTokenizer
 
-from .. import folder_format as W
 from ..config import PipelineConfig
+from ..models.sr import SHARED, load_sr
 from ..pipeline import CogView2Pipeline
 from .config import FINAL, TrainingConfig
 
@@ -54,12 +54,12 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
     coglm = load_coglm(cfg.coglm_folder, dtype=dtype) if cfg.trains("coglm") else given.coglm
     if cfg.trains("dsr"):
         # DSR shares CogLM unless its recipe fine-tuned its own copy (``[dsr] train_base``)
-        shares = None if (dirs["dsr"] / FINAL / "base").is_dir() else W.SHARED
-        dsr = W.load_sr(dirs["dsr"] / FINAL, coglm, shares, device="cpu", dtype=dtype)
+        shares = None if (dirs["dsr"] / FINAL / "base").is_dir() else SHARED
+        dsr = load_sr(dirs["dsr"] / FINAL, coglm, shares, device="cpu", dtype=dtype)
     else:  # start_from's DSR keeps its own base (written apart if CogLM was fine-tuned)
         dsr = given.dsr
     if cfg.trains("itersr"):
-        itersr = W.load_sr(dirs["itersr"] / FINAL, coglm, None, device="cpu", dtype=dtype)
+        itersr = load_sr(dirs["itersr"] / FINAL, coglm, None, device="cpu", dtype=dtype)
     else:
         itersr = given.itersr
     labels_path = dirs["tokenize"] / "cluster_labels.npy"

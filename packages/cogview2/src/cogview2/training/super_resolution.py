@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from coglm_core.pretrained import from_pretrained as load_coglm
 
-from .. import folder_format as W
 from ..models.config import DSRConfig, ITERSRConfig
 from ..models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
 from ..pipeline import CogView2Pipeline
@@ -185,9 +184,9 @@ def _train_sr(
 def save_sr_folder(
     model: DirectSuperResolution | IterativeSuperResolution, folder: Path, *, own_base: bool
 ) -> None:
-    """Write the model in the pipeline folder's per-model format (`folder_format.save_sr`), with
+    """Write the model in the pipeline folder's per-model format (`save_pretrained`), with
     ``base/`` when its transformer was fine-tuned (ITERSR, and DSR with ``train_base``)."""
-    W.save_sr(model, folder, None if own_base else model.base)
+    model.save_pretrained(folder, shared_base=None if own_base else model.base)
 
 
 def dsr_recipe(
