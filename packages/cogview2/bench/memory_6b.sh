@@ -5,7 +5,7 @@
 #   bash packages/cogview2/bench/memory_6b.sh cpu  [OUT_DIR]   # bf16, batch 1 (~16 GB of RAM)
 #   bash packages/cogview2/bench/memory_6b.sh cuda [OUT_DIR]   # bf16 and int8, batch 1 and 4,
 #                                                             # + bench/memory_plans.py (~8 min)
-# Each line of OUT_DIR/probe.jsonl is one `python -m cogview2.memory_probe` row. On CPU the
+# Each line of OUT_DIR/probe.jsonl is one `python packages/cogview2/bench/memory_probe.py` row. On CPU the
 # probe measures resident memory (`--measure rss`): in bf16 the prediction includes oneDNN's
 # kernel cache, which is not tensor memory; on CUDA, max_memory_allocated.
 set -euo pipefail
@@ -15,14 +15,14 @@ mkdir -p "$out"
 here=$(dirname "$0")
 if [ "$device" = cpu ]; then
     for stage in coarse dsr itersr; do
-        python -m cogview2.memory_probe --preset 6b --stage "$stage" --dtype bfloat16 \
+        python "$here/memory_probe.py" --preset 6b --stage "$stage" --dtype bfloat16 \
             --device cpu --measure rss --out "$out/probe.jsonl"
     done
 else
     for n in 1 4; do
         for int8 in "" --int8; do
             for stage in coarse dsr itersr; do
-                python -m cogview2.memory_probe --preset 6b --stage "$stage" --dtype bfloat16 \
+                python "$here/memory_probe.py" --preset 6b --stage "$stage" --dtype bfloat16 \
                     --device "$device" -n "$n" $int8 --out "$out/probe.jsonl"
             done
         done

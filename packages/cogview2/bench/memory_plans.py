@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 import torch
+from memory_probe import materialize, run_stage
 
 from coglm_core import quantize_linears_int8
 from coglm_core.pretrained import save_pretrained as save_coglm
 from cogview2 import folder_format as W
 from cogview2.config import PipelineConfig
 from cogview2.memory import MemoryPlan
-from cogview2.memory_probe import build_models, materialize, run_stage
+from cogview2.models.presets import build_models
 from cogview2.placement import Placer
 
 PLANS = (

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,9 @@ from cogview2.memory import (
     weight_bytes,
 )
 from cogview2.tiny import build_tiny_pipeline
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))  # the memory probe is a measuring tool in bench/, not library code
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +151,7 @@ def test_enable_model_cpu_offload_keeps_tokens():
 
 
 def test_peak_tensor_bytes_is_the_peak_of_live_tensors():
-    from cogview2.memory_probe import peak_tensor_bytes, probe
+    from memory_probe import peak_tensor_bytes, probe
 
     before = torch.rand(3_000_000)  # allocated outside the block: not counted
     with peak_tensor_bytes() as peak:
@@ -168,7 +172,7 @@ def test_predicted_peak_matches_the_measured_one_on_a_medium_model(stage):
     measurement is the peak of live tensor bytes, which does not depend on what the C
     allocator keeps (resident memory did, and varied by 10 % between runs)."""
     out = subprocess.run(
-        [sys.executable, "-m", "cogview2.memory_probe", "--preset", "medium", "--stage", stage,
+        [sys.executable, str(BENCH / "memory_probe.py"), "--preset", "medium", "--stage", stage,
          "--dtype", "float32"],
         capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
@@ -191,7 +195,8 @@ def test_plan_of_the_6b_preset_allocates_no_weights_and_keeps_its_numbers(capsys
     """`cogview2 info --plan --preset 6b` is arithmetic on meta-device models: no weight is
     allocated (DSR's 1.8 G-parameter attention_plus used to be made on the CPU first: 7.3 GB),
     and the predictions are the ones it printed before."""
-    from cogview2.memory_probe import peak_tensor_bytes
+    from memory_probe import peak_tensor_bytes
+
     from cogview2.models.presets import build_models
 
     with peak_tensor_bytes() as peak:

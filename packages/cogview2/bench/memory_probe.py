@@ -1,7 +1,7 @@
 """Measure one stage's peak memory and time, to check `cogview2.memory`'s predictions.
 
-    python -m cogview2.memory_probe --preset 6b --stage dsr --dtype bfloat16 [--int8]
-    python -m cogview2.memory_probe --preset medium --stage coarse --dtype float32
+    python packages/cogview2/bench/memory_probe.py --preset 6b --stage dsr --dtype bfloat16 [--int8]
+    python packages/cogview2/bench/memory_probe.py --preset medium --stage coarse --dtype float32
 
 Run one stage per process (a process's heap does not shrink back reliably after a stage). The
 stage's weights are materialised with random values on the device (like a ``disk_offload``
@@ -38,15 +38,14 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from coglm_core import quantize_linears_int8
-
-from .config import PipelineConfig
-from .memory import MemoryPlan, estimate_memory, stage_models
-from .models.presets import PRESETS, build_models
-from .recipes import RECIPES
-from .stage_table import STAGES
-from .stages.coarse import generate_low_res
-from .stages.inverse_prompt import caption_scores
-from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
+from cogview2.config import PipelineConfig
+from cogview2.memory import MemoryPlan, estimate_memory, stage_models
+from cogview2.models.presets import PRESETS, build_models
+from cogview2.recipes import RECIPES
+from cogview2.stage_table import STAGES
+from cogview2.stages.coarse import generate_low_res
+from cogview2.stages.inverse_prompt import caption_scores
+from cogview2.stages.super_resolution import direct_super_resolution, iterative_super_resolution
 
 
 def _status(field: str) -> int:
@@ -215,7 +214,7 @@ def probe(preset: str, stage: str, *, dtype: torch.dtype, int8: bool = False, nu
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m cogview2.memory_probe", description=__doc__.split("\n")[0]
+        prog="python packages/cogview2/bench/memory_probe.py", description=__doc__.split("\n")[0]
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="medium")
     p.add_argument("--stage", choices=STAGES, required=True)
