@@ -70,13 +70,18 @@ def test_each_demo_config_continues_the_previous_one_with_the_same_models(first,
     assert base.assemble.out != cont.assemble.out and base.workdir != cont.workdir
 
 
-def test_the_last_demo_config_assembles_the_default_weights():
-    outs = {
-        name: load_training_config(CONFIGS / name).assemble.out
-        for name in ("emoji-demo.toml", "emoji-demo-twemoji.toml", "emoji-demo-groups.toml")
-    }
-    assert [n for n, o in outs.items() if o == "packages/cogview2/src/cogview2/weights/demo"] == [
-        "emoji-demo-groups.toml"
-    ]
-    groups = load_training_config(CONFIGS / "emoji-demo-groups.toml").data.train_groups
+def test_the_last_demo_configs_update_the_default_weights_in_order():
+    """The third chain assembles the default weights; the fourth (super-resolution) and fifth
+    (captions) start from them and write them again, in that order."""
+    default = "packages/cogview2/src/cogview2/weights/demo"
+    chains = ("emoji-demo.toml", "emoji-demo-twemoji.toml", "emoji-demo-groups.toml",
+              "emoji-demo-sr.toml", "emoji-demo-captions.toml")  # fmt: skip
+    cfgs = {name: load_training_config(CONFIGS / name) for name in chains}
+    assert [n for n, c in cfgs.items() if c.assemble.out == default] == list(chains[2:])
+    groups = cfgs["emoji-demo-groups.toml"].data.train_groups
     assert groups == ("animals-nature", "food-drink")
+    sr, captions = cfgs["emoji-demo-sr.toml"], cfgs["emoji-demo-captions.toml"]
+    assert sr.start_from == captions.start_from == default
+    assert sr.retrain == ("dsr", "itersr") and captions.retrain == ("coglm",)
+    assert sr.data.train_groups == captions.data.train_groups == groups
+    assert sr.dsr.train_base and captions.coglm.caption_end
