@@ -343,8 +343,13 @@ def _parser(subparsers: argparse._SubParsersAction, name: str, **kwargs) -> argp
 
 def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``generate``, ``complete``, ``caption``, ``convert`` and ``info``."""
-    from .pipeline import STAGES
+    for add in (_add_generate, _add_complete, _add_caption, _add_convert, _add_info):
+        add(subparsers)
+
+
+def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     from .recipes import RECIPES
+    from .stage_table import STAGES
 
     gen = _parser(
         subparsers,
@@ -390,6 +395,10 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     _common(gen)
     gen.set_defaults(func=_run_generate)
 
+
+def _add_complete(subparsers: argparse._SubParsersAction) -> None:
+    from .recipes import RECIPES
+
     comp = _parser(
         subparsers,
         "complete",
@@ -421,6 +430,8 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     _common(comp)
     comp.set_defaults(func=_run_complete)
 
+
+def _add_caption(subparsers: argparse._SubParsersAction) -> None:
     cap = _parser(
         subparsers,
         "caption",
@@ -448,6 +459,8 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     _common(cap, what="captions")
     cap.set_defaults(func=_run_caption)
 
+
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     conv = _parser(
         subparsers,
         "convert",
@@ -471,6 +484,8 @@ def add_pipeline_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     conv.set_defaults(func=_run_convert)
 
+
+def _add_info(subparsers: argparse._SubParsersAction) -> None:
     info = _parser(
         subparsers,
         "info",
