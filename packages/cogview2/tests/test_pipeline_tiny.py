@@ -371,3 +371,22 @@ def test_check_inputs_validates_every_argument_once(tiny_pipe) -> None:
         tiny_pipe.check_inputs("  ")
     with pytest.raises(ValueError, match="num_images"):
         tiny_pipe.complete(Image.new("RGB", (96, 96)), (0, 0, 0.5, 0.5), "a cat", num_images=0)
+
+
+def test_default_stages_come_from_the_pipeline_config(tiny_pipe) -> None:
+    import dataclasses
+
+    from cogview2 import PipelineConfig
+
+    assert tiny_pipe.check_inputs("a cat")[0] == ("coarse", "dsr", "itersr")
+    short = dataclasses.replace(tiny_pipe.config, default_stages=("coarse", "dsr"))
+    pipe = CogView2Pipeline(tiny_pipe.tokenizer, tiny_pipe.coglm, tiny_pipe.dsr, tiny_pipe.itersr,
+                            tiny_pipe.cluster_labels, short)  # fmt: skip
+    out = pipe("a cat", generator=_gen(0), progress=False, output_type="tokens", score=False)
+    want = pipe("a cat", stages=("coarse", "dsr"), generator=_gen(0), progress=False,
+                output_type="tokens", score=False)  # fmt: skip
+    assert torch.equal(out.tokens, want.tokens)
+    assert pipe.check_inputs("a cat", stages=("coarse", "dsr", "itersr"))[0][-1] == "itersr"
+    assert PipelineConfig.from_dict({"default_stages": ["coarse"]}).default_stages == ("coarse",)
+    with pytest.raises(ValueError, match="default_stages must be one of"):
+        PipelineConfig(default_stages=("dsr",))

@@ -154,3 +154,25 @@ def test_bad_grid_and_step() -> None:
 )
 def test_batch_sizes_never_drop_the_remainder(total: int, size: int, want: list[int]) -> None:
     assert batch_sizes(total, size) == want
+
+
+def test_lopar_runs_only_the_chosen_passes(tiny_pipe) -> None:
+    """``passes``: the other passes re-mask nothing, so their positions keep the DSR tokens."""
+    from cogview2.stages.super_resolution import iterative_super_resolution
+
+    grid = tiny_pipe.itersr.config.high_grid
+    high = torch.randint(0, 64, (1, grid * grid), generator=torch.Generator().manual_seed(0))
+    seen = []
+    out = iterative_super_resolution(tiny_pipe.itersr, [70, 71], high, passes=(5, 6),
+                                     generator=torch.Generator().manual_seed(1),
+                                     on_pass=lambda t, m: seen.append(t))  # fmt: skip
+    assert seen == [5, 6]
+    kept = (tiled_order(grid) < 5).flatten()
+    assert torch.equal(out[0, kept], high[0, kept])
+    for bad in ((), (2, 1), (0,), (7,), (3, 3)):
+        with pytest.raises(ValueError, match="passes must be ascending"):
+            iterative_super_resolution(tiny_pipe.itersr, [70], high, passes=bad)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="lopar_passes must be ascending"):
+        replace(RECIPES["none"], lopar_passes=(6, 5))

@@ -97,7 +97,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise ValueError("give a prompt, or --prompts-file FILE with one prompt per line")
     _output_folder(args.output)
     pipe = _load(args)
-    stages = tuple(args.stages.split(","))
+    stages = None if args.stages is None else tuple(args.stages.split(","))
     for index, prompt in enumerate(prompts):
         out = pipe(
             prompt,
@@ -372,7 +372,10 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         "the emoji demo models, 'mainbody' for the official ones)",
     )
     gen.add_argument(
-        "--stages", default=",".join(STAGES), help="coarse | coarse,dsr | coarse,dsr,itersr"
+        "--stages",
+        default=None,
+        help=f"{' | '.join(','.join(STAGES[:i]) for i in range(1, 4))} (default: the weights' "
+        "own: all three, coarse,dsr for the emoji demo weights)",
     )
     gen.add_argument(
         "--post-select", action="store_true", help="order images by caption likelihood"

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .stage_table import STAGES
+
 
 def check_guidance_scale(scale: float) -> float:
     """``scale`` if it is a finite number >= 0, else ValueError."""
@@ -47,6 +49,10 @@ class PipelineConfig:
         caption_temperature: Sampling temperature of `CogView2Pipeline.caption` when a call
             gives none (1.0, as the release; the emoji demo weights name their concepts
             reliably at 0.3).
+        default_stages: The stages a call runs when it names none: all three (the release),
+            or a shorter prefix for weights whose later stage was measured to lower the
+            picture's fidelity (the emoji demo weights: ``("coarse", "dsr")``,
+            docs/deviations.md).
     """
 
     compression: int = 8
@@ -60,6 +66,7 @@ class PipelineConfig:
     completion_style: str = "none"
     caption_end: bool = False
     caption_temperature: float = 1.0
+    default_stages: tuple[str, ...] = STAGES
 
     def __post_init__(self) -> None:
         for name in (
@@ -72,6 +79,10 @@ class PipelineConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_guidance_scale(self.guidance_scale)
+        object.__setattr__(self, "default_stages", tuple(self.default_stages))  # JSON lists
+        prefixes = [STAGES[:i] for i in range(1, len(STAGES) + 1)]
+        if self.default_stages not in prefixes:
+            raise ValueError(f"default_stages must be one of {prefixes}, got {self.default_stages}")
         if not self.caption_temperature > 0:
             raise ValueError(f"caption_temperature must be > 0, got {self.caption_temperature!r}")
         if not isinstance(self.caption_end, bool):

@@ -245,7 +245,7 @@ class CogView2Pipeline:
         num_images: int = 1,
         style: str | SamplingRecipe | None = None,
         generator: torch.Generator | None = None,
-        stages: Sequence[str] = STAGES,
+        stages: Sequence[str] | None = None,
         output_type: OutputType = "pil",
         progress: bool = True,
         score: bool = True,
@@ -260,7 +260,8 @@ class CogView2Pipeline:
             num_images: Number of images (any positive number; no remainder is dropped).
             style: A name of `RECIPES` or a `SamplingRecipe`; None: ``config.default_style``.
             generator: Random source; the same seed gives the same tokens.
-            stages: ``("coarse",)``, ``("coarse", "dsr")`` or ``("coarse", "dsr", "itersr")``.
+            stages: ``("coarse",)``, ``("coarse", "dsr")`` or ``("coarse", "dsr", "itersr")``;
+                None: ``config.default_stages`` (all three, unless the weights say otherwise).
             output_type: "pil", "pt" ((N, 3, S, S) float32 in [0, 1]) or "tokens" (no decoding).
             progress: Progress bars.
             score: Compute inverse-prompt scores (caption log-likelihood of the raw prompt).
@@ -327,6 +328,7 @@ class CogView2Pipeline:
                     max_batch=batch,
                     top_k=recipe.lopar_top_k,
                     temperature=recipe.lopar_temperature,
+                    passes=recipe.lopar_passes,
                 ),
             )
         bar.close()
@@ -342,7 +344,7 @@ class CogView2Pipeline:
         prompt: str,
         *,
         num_images: int = 1,
-        stages: Sequence[str] = STAGES,
+        stages: Sequence[str] | None = None,
         output_type: str = "pil",
         candidates: int | None = None,
         guidance_scale: float | None = None,
@@ -358,7 +360,7 @@ class CogView2Pipeline:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt is empty; give a text such as 'a red apple'")
-        stages = tuple(stages)
+        stages = self.config.default_stages if stages is None else tuple(stages)
         allowed = [STAGES[:i] for i in range(1, len(STAGES) + 1)]
         if stages not in allowed:
             raise ValueError(f"stages must be one of {allowed}, got {stages}")
@@ -516,6 +518,7 @@ class CogView2Pipeline:
             return iterative_super_resolution(
                 model, text_ids, start, generator=generator, input_mask=high_mask,
                 max_batch=batch, top_k=recipe.lopar_top_k, temperature=recipe.lopar_temperature,
+                passes=recipe.lopar_passes,
             )  # fmt: skip
 
         low = self._run_stage("coarse", bar, coarse)

@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         seen_styles=tuple(args.seen_styles),
         grid_samples=args.grid_samples,
         num_distractors=args.distractors,
-        stages=tuple(args.stages),
+        stages=None if args.stages is None else tuple(args.stages),
         seed=args.seed,
         guidance_scale=args.guidance,
         caption_template=args.template,
@@ -113,7 +113,13 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grid-samples", type=int, default=d.grid_samples, help="images per grid")
     p.add_argument("--distractors", type=int, default=d.num_distractors)
-    p.add_argument("--stages", nargs="+", default=list(d.stages), choices=list(STAGES))
+    p.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        choices=list(STAGES),
+        help="stages run for the samples (default: the weights' own)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--template",

@@ -20,7 +20,6 @@ from coglm_core import atomic_write_text
 from ..data import EmojiDataset, make_caption
 from ..data.dataset import select_records
 from ..pipeline import CogView2Pipeline
-from ..stage_table import STAGES
 from ..stages.inverse_prompt import caption_scores
 from .classifier import (
     ClassifierConfig,
@@ -60,7 +59,8 @@ class EvalConfig:
             (empty: every group), e.g. the groups a demo model was trained on.
         seen_styles: Take them from these art styles only (empty: every style).
         num_distractors: Wrong captions per retrieval question (chance = 1 / (1 + this)).
-        stages: Pipeline stages run for the samples.
+        stages: Pipeline stages run for the samples (None: the pipeline's
+            ``config.default_stages``).
         style: Style recipe; None: the pipeline's ``config.default_style`` (the demo weights:
             ``"plain"``, the prompt as is, as trained).
         caption_template: Caption template of the prompts (e.g. "red apple, twemoji style").
@@ -82,7 +82,7 @@ class EvalConfig:
     seen_groups: tuple[str, ...] = ()
     seen_styles: tuple[str, ...] = ()
     num_distractors: int = 4
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] | None = None
     style: str | None = None
     caption_template: str = "name_style"
     guidance_scale: float | None = None
@@ -374,6 +374,7 @@ def run_evaluation(
     # Record the style and guidance actually used (None means the pipeline's default).
     cfg = replace(
         cfg,
+        stages=tuple(cfg.stages or pipe.config.default_stages),
         style=cfg.style or pipe.config.default_style,
         guidance_scale=(
             pipe.config.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
@@ -429,7 +430,7 @@ def run_evaluation(
             pipe, clf, data_root, unseen_by_clf, final_size, cfg, progress
         )
     fidelity = None
-    if cfg.fidelity_concepts and {"dsr", "itersr"} <= set(cfg.stages):
+    if cfg.fidelity_concepts and pipe.dsr is not None and pipe.itersr is not None:
         fidelity = _fidelity(pipe, data_root, cfg, progress)
     results = EvalResults(
         weights=weights_name,

@@ -77,6 +77,7 @@ def iterative_super_resolution(
     max_batch: int = 4,
     top_k: tuple[int, ...] = PASS_TOP_K,
     temperature: float = 1.0,
+    passes: tuple[int, ...] | None = None,
     on_pass: PassHook | None = None,
 ) -> Tensor:
     """Six LoPAR passes refining the hi-res tokens (reference.md §5.3).
@@ -93,6 +94,9 @@ def iterative_super_resolution(
         max_batch: Samples per forward pass (4 in the release).
         top_k: Per-pass top-k (40, 40, 40, 20, 20, 10).
         temperature: Temperature of every pass (1.0 in the release).
+        passes: The passes to run, ascending, from ``1..6`` (None: all six, as the release); a
+            skipped pass re-masks nothing, so the positions only it would have re-masked keep
+            their DSR tokens.
         on_pass: Optional hook receiving each pass's mask.
 
     Returns:
@@ -101,6 +105,9 @@ def iterative_super_resolution(
     cfg = model.config
     if len(top_k) != NUM_PASSES:
         raise ValueError(f"top_k needs {NUM_PASSES} values, got {len(top_k)}")
+    run = tuple(range(1, NUM_PASSES + 1)) if passes is None else tuple(passes)
+    if not run or list(run) != sorted(set(run)) or not set(run) <= set(range(1, NUM_PASSES + 1)):
+        raise ValueError(f"passes must be ascending, distinct, in 1..{NUM_PASSES}; got {passes!r}")
     device = model.extra_positions.device
     boi = model.base.config.boi_id
     text = torch.tensor(text_ids[: cfg.text_slots], dtype=torch.long, device=device)
@@ -118,7 +125,7 @@ def iterative_super_resolution(
                 sub_mask = sub_mask[start : start + size]
         start += size
         tokens = tokens.clone()
-        for step in range(1, NUM_PASSES + 1):
+        for step in run:
             mask = pass_mask(order, step, sub_mask).expand(size, -1, -1)
             if on_pass is not None:
                 on_pass(step, mask)

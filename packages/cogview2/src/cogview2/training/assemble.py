@@ -76,6 +76,7 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
         guidance_scale=cfg.assemble.guidance_scale,
         caption_end=caption_end,
         caption_temperature=cfg.assemble.caption_temperature,
+        default_stages=cfg.assemble.default_stages,
     )
     pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, config)  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import check_guidance_scale
+from ..stage_table import STAGES
 
 try:
     import tomllib
@@ -334,6 +335,7 @@ class AssembleRecipe:
             with ``[coglm] text_dropout > 0``.
         caption_temperature: The pipeline's default caption temperature
             (``PipelineConfig.caption_temperature``).
+        default_stages: The pipeline's default stages (``PipelineConfig.default_stages``).
     """
 
     out: str = "weights/emoji"
@@ -341,6 +343,7 @@ class AssembleRecipe:
     max_megabytes: float = 40.0
     guidance_scale: float = 1.0
     caption_temperature: float = 1.0
+    default_stages: tuple[str, ...] = STAGES
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):
