@@ -1,5 +1,6 @@
 """The README keeps its promises: every prompt it names draws its concept on the demo weights,
-and super-resolution adds detail instead of destroying it."""
+super-resolution keeps the picture (the third chain's lost 9 dB of it), captions of the
+concepts' real renders name them in both languages, completion keeps the outside."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ RENDERS = Path(__file__).parent / "fixtures" / "renders"
 CONCEPT_OF = {"red apple": "red-apple", "熊猫": "panda", "pizza": "pizza", "dog face": "dog-face"}
 """README prompt → the fixture renders of its concept (`fixtures/renders/<name>-<px>.png`)."""
 
-CAPTION_OF = {"red-apple": ("red apple", "红苹果"), "panda": ("panda", "熊猫")}
+CAPTION_OF = {
+    "red-apple": ("red apple", "红苹果"),
+    "panda": ("panda", "熊猫"),
+    "pizza": ("pizza", "披萨"),
+    "dog-face": ("dog face", "狗脸"),
+}
 """Concept → its English and Chinese names, for the caption checks."""
 
 
@@ -61,22 +67,26 @@ def test_readme_prompt_draws_its_concept_and_sr_adds_detail(pipe, prompt) -> Non
         return out.images.float(), out.low_res_tokens.flatten()
 
     # stage 1 draws the concept's own render (the tokens the VQ-VAE gives the real picture)
-    coarse, low = draw(("coarse",))
+    _, low = draw(("coarse",))
     target = pipe.tokenizer.encode_image(real_low, compression=8).flatten()
     assert (low == target).float().mean() > 0.9
-    # the final 480 px picture is closer to the real render than stage 1 upscaled
-    bicubic = F.interpolate(coarse, size=(480, 480), mode="bicubic", align_corners=False)
-    final, _ = draw(("coarse", "dsr", "itersr"))
-    assert psnr(real, final) > psnr(real, bicubic.clamp(0, 1))
+    # the default 480 px picture keeps what stage 1 drew: within 1.5 dB of stage 1 decoded and
+    # bicubic-upscaled (the README says it does not yet add detail; the third chain's SR lost
+    # 9 dB of it)
+    small = pipe.tokenizer.decode_image(low.reshape(1, 20, 20), compression=8).float()
+    bicubic = F.interpolate(small, size=(480, 480), mode="bicubic", align_corners=False)
+    final = pipe(prompt, output_type="pt", progress=False, score=False,
+                 generator=torch.Generator().manual_seed(0)).images.float()  # fmt: skip
+    assert float(psnr(real, final)) > float(psnr(real, bicubic.clamp(0, 1))) - 1.5
 
 
 @pytest.mark.parametrize("name", sorted(CAPTION_OF))
-def test_captions_of_real_renders_and_of_generated_images_name_the_concept(pipe, name) -> None:
+def test_captions_of_real_renders_end_and_name_the_concept(pipe, name) -> None:
+    """At 160 and 480 px, in English and in Chinese: the caption holds the concept's name and
+    at most 8 words (the third chain's ran on to the length limit)."""
     english, chinese = CAPTION_OF[name]
-    prompt = next(p for p, n in CONCEPT_OF.items() if n == name)
-    generated = pipe(prompt, num_images=1, output_type="pt", progress=False, score=False,
-                     generator=torch.Generator().manual_seed(0)).images[0]  # fmt: skip
-    for image in (_render(name, 480)[0], _render(name, 160)[0], generated):
+    for size in (160, 480):
+        image = _render(name, size)[0]
         en = pipe.caption(image, generator=torch.Generator().manual_seed(0))[0]
         zh = pipe.caption(image, language="chinese", generator=torch.Generator().manual_seed(0))[0]
         assert english in en and len(en.split()) <= 8, en
