@@ -123,6 +123,14 @@ def test_sr_models_own_their_folder_format(tiny_pipe, tmp_path) -> None:
     again = load_sr(tmp_path / "dsr", coglm, SHARED, device="cpu", dtype=None)
     assert again.base is coglm and again.config == dsr.config
     own = load_sr(tmp_path / "itersr", coglm, None, device="cpu", dtype=None)
+    from cogview2.models import DirectSuperResolution, IterativeSuperResolution
+
+    assert DirectSuperResolution.from_pretrained(tmp_path / "dsr", coglm).base is coglm
+    assert IterativeSuperResolution.from_pretrained(tmp_path / "itersr").base is not coglm
+    import pytest
+
+    with pytest.raises(ValueError, match="holds a IterativeSuperResolution, not a Direct"):
+        DirectSuperResolution.from_pretrained(tmp_path / "itersr")
     for a, b in ((again, dsr), (own, itersr)):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -94,6 +94,28 @@ class _SRBase(nn.Module):
         ``shares_base`` tag (`SHARED` or None)."""
         return save_sr(self, Path(folder), shared_base)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        base: CogLM | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> DirectSuperResolution | IterativeSuperResolution:
+        """Read a `save_pretrained` folder: on ``base`` (the shared CogLM), or on the folder's
+        own ``base/`` when ``base`` is None.
+
+        Raises:
+            FileNotFoundError: a file is missing (named).
+            ValueError: a truncated file, or a folder of the other SR kind.
+        """
+        shares = SHARED if base is not None else None
+        model = load_sr(Path(folder), base, shares, device=device, dtype=dtype)  # type: ignore[arg-type]
+        if not isinstance(model, cls):
+            raise ValueError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
     def _image_rows(self) -> tuple[int, int]:
         return (0, self.base.config.num_image_tokens)
 
