@@ -160,6 +160,7 @@ def test_eval_fidelity_option_is_checked_by_the_command_line(capsys):
     base = ["eval", "--weights", "w", "--data", "d", "--out", "o"]
     assert parser.parse_args(base).fidelity_concepts == EvalConfig().fidelity_concepts == 16
     assert parser.parse_args([*base, "--fidelity-concepts", "0"]).fidelity_concepts == 0
+    assert parser.parse_args([*base, "--classifier-images", "2000"]).classifier_images == 2000
     for bad in ("-1", "two"):
         with pytest.raises(SystemExit) as err:
             parser.parse_args([*base, "--fidelity-concepts", bad])

@@ -34,7 +34,9 @@ def _run(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance,
         caption_template=args.template,
         fidelity_concepts=args.fidelity_concepts,
-        classifier=dataclasses.replace(ClassifierConfig(), steps=args.classifier_steps),
+        classifier=dataclasses.replace(
+            ClassifierConfig(), steps=args.classifier_steps, max_images=args.classifier_images
+        ),
     )
     results = run_evaluation(
         pipe, args.data, args.out, cfg, weights_name=str(args.weights), progress=not args.quiet
@@ -136,6 +138,14 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         help="stage-1 classifier-free guidance (default: the weights' own)",
     )
     p.add_argument("--classifier-steps", type=int, default=d.classifier.steps)
+    p.add_argument(
+        "--classifier-images",
+        type=_count,
+        default=d.classifier.max_images,
+        metavar="N",
+        help="training renders the classifier learns from (the others serve the "
+        "training-concept prompts; a data set of few renders needs fewer)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: GPU if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)

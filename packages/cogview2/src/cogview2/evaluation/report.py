@@ -46,7 +46,7 @@ def _seen_rows(seen: dict[str, Any] | None, cfg: dict[str, Any]) -> list[tuple[s
 _FIDELITY_LABELS = {
     "bicubic": "(a) stage 1, decoded and bicubic-upscaled",
     "dsr": "(b) stage 1 + direct super-resolution",
-    "lopar": "(c) stage 1 + DSR + LoPAR (the final picture)",
+    "lopar": "(c) stage 1 + DSR + LoPAR",
     "vqvae": "(d) VQ-VAE reconstruction of the real render (the ceiling)",
 }
 
@@ -73,7 +73,7 @@ def _fidelity_lines(fid: dict[str, Any] | None) -> list[str]:
             for row, label in _FIDELITY_LABELS.items()
         ),
         "",
-        f"Final picture below its bicubic one: {m['lopar_below_bicubic']} of {n} concepts. "
+        f"DSR + LoPAR below its bicubic picture: {m['lopar_below_bicubic']} of {n} concepts. "
         "Teacher-forced token accuracy (argmax against the real render's tokens): DSR from the "
         f"real 20×20 tokens {_pct(m['dsr_token_accuracy'])}; LoPAR passes 1–6, at the positions "
         f"each pass re-masks, from the real 60×60 tokens: {passes}.",
