@@ -29,6 +29,7 @@ from .outputs import CogView2Output
 from .placement import Placer
 from .progress import StageProgress
 from .recipes import SamplingRecipe, get_recipe
+from .stage_table import STAGE_NAMES as STAGE_NAMES  # re-exported: it was defined here
 from .stage_table import STAGES, stage_spec
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
