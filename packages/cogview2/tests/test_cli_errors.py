@@ -214,3 +214,19 @@ def test_python_dash_m_runs_the_command_line():
     done = subprocess.run([sys.executable, "-m", "cogview2", "generate", "--help"],
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0 and "--threads" in done.stdout
+
+
+def test_auto_threads_use_the_cores_idle_at_start(monkeypatch):
+    import psutil
+
+    from cogview2.threads import idle_cores, parse_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    for busy, want in (([0.0, 0.0], 2), ([100.0, 3.0], 1), ([55.0, 50.0], 1), ([10.0, 15.0], 2)):
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu, b=busy: b)
+        assert idle_cores(0.0) == want, busy
+    assert parse_threads("auto") is None and parse_threads(None) is None
+    assert parse_threads("3") == 3 and parse_threads(2) == 2
+    for bad in ("0", "-1", "two", "1.5", True):
+        with pytest.raises(ValueError, match="'auto' or a whole number >= 1"):
+            parse_threads(bad)

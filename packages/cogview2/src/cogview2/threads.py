@@ -10,7 +10,6 @@ one); ``N`` fixes the count. `COGVIEW2_THREADS` sets the policy for every comman
 
 from __future__ import annotations
 
-import math
 import os
 
 __all__ = ["THREADS_ENV", "apply_thread_policy", "idle_cores", "parse_threads"]
@@ -21,9 +20,10 @@ THREADS_ENV = "COGVIEW2_THREADS"
 IDLE_SAMPLE_SECONDS = 0.25
 """How long `idle_cores` watches the CPUs."""
 
-IDLE_ROUNDING = 0.2
-"""A core counts as idle from 80 % idle on (``floor(idle + IDLE_ROUNDING)``): a core that a
-process keeps a quarter busy already slows a thread pinned to it."""
+IDLE_BUSY_PERCENT = 20.0
+"""A core counts as idle when it was at most this busy: a core that another process keeps a
+quarter busy already stalls the thread that waits for it; background noise below this does
+not (one busy process shows as one core at 100 %, or two at about 50 % when it migrates)."""
 
 
 def parse_threads(value: str | int | None) -> int | None:
@@ -52,8 +52,7 @@ def idle_cores(sample_seconds: float = IDLE_SAMPLE_SECONDS) -> int:
     busy = psutil.cpu_percent(interval=sample_seconds, percpu=True)
     if allowed is not None and max(allowed) < len(busy):
         busy = [busy[i] for i in allowed]
-    idle = sum(1.0 - b / 100.0 for b in busy)
-    return max(1, math.floor(idle + IDLE_ROUNDING))
+    return max(1, sum(b <= IDLE_BUSY_PERCENT for b in busy))
 
 
 def apply_thread_policy(threads: str | int | None = None) -> int:
