@@ -18,7 +18,10 @@ def test_demo_weights_are_small_fp16_and_plain_prompted() -> None:
     assert sum(p.stat().st_size for p in files) <= MAX_MEGABYTES * 10**6
     manifest = json.loads((DEFAULT_WEIGHTS / "pipeline.json").read_text(encoding="utf-8"))
     assert manifest["config"]["default_style"] == "plain"
-    assert manifest["dsr"]["shares_base"] == "coglm"
+    # DSR fine-tuned its own copy of CogLM ([dsr] train_base); ITERSR has its own too
+    assert manifest["dsr"]["shares_base"] is None and manifest["itersr"]["shares_base"] is None
+    config = manifest["config"]
+    assert config["default_stages"] == ["coarse", "dsr"] and config["caption_end"] is True
 
 
 def test_default_weights_generate_one_image_end_to_end() -> None:
