@@ -39,13 +39,23 @@ class CogLMOutput:
     kv_cache: KVCache | None = None
 
 
+def _embedding(num: int, dim: int, skip_init: bool) -> nn.Embedding:
+    """An embedding table; ``skip_init`` leaves it uninitialised (on the meta device
+    ``nn.init.normal_`` imports torch's Python reference kernels, about 1.5 s, for nothing)."""
+    if skip_init:
+        return nn.Embedding(num, dim, _weight=torch.empty(num, dim))
+    return nn.Embedding(num, dim)
+
+
 class Transformer(nn.Module):
     """The ``transformer.*`` subtree of the SAT state dict."""
 
-    def __init__(self, config: CogLMConfig) -> None:
+    def __init__(self, config: CogLMConfig, *, skip_init: bool = False) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embeddings = nn.Embedding(config.max_sequence_length, config.hidden_size)
+        self.word_embeddings = _embedding(config.vocab_size, config.hidden_size, skip_init)
+        self.position_embeddings = _embedding(
+            config.max_sequence_length, config.hidden_size, skip_init
+        )
         self.layers = nn.ModuleList(CogLMLayer(config) for _ in range(config.num_layers))
         self.final_layernorm = LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
 
@@ -72,9 +82,10 @@ class CogLM(nn.Module):
         super().__init__()
         self.config = config
         self.gradient_checkpointing = False
+        meta = torch.device(device or "cpu").type == "meta"
         with torch.device(device or "cpu"):
-            self.transformer = Transformer(config)
-        if torch.device(device or "cpu").type != "meta":
+            self.transformer = Transformer(config, skip_init=meta)
+        if not meta:
             init_weights(self, config)
         if dtype is not None:
             self.to(dtype)

@@ -17,7 +17,7 @@ __all__ = ["THREADS_ENV", "apply_thread_policy", "idle_cores", "parse_threads"]
 THREADS_ENV = "COGVIEW2_THREADS"
 """Environment variable with the default policy (``auto`` or a whole number >= 1)."""
 
-IDLE_SAMPLE_SECONDS = 0.25
+IDLE_SAMPLE_SECONDS = 0.1
 """How long `idle_cores` watches the CPUs."""
 
 IDLE_BUSY_PERCENT = 20.0

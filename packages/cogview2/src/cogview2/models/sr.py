@@ -29,9 +29,11 @@ from .config import DSRConfig, ITERSRConfig, config_from_json, config_to_json
 class ExtraPositionEmbedding(nn.Module):
     """The ``extra_position_embedding`` mixin: one row per hi-res token."""
 
-    def __init__(self, num_positions: int, hidden_size: int) -> None:
+    def __init__(self, num_positions: int, hidden_size: int, *, skip_init: bool = False) -> None:
         super().__init__()
-        self.position_embeddings = nn.Embedding(num_positions, hidden_size)
+        # skip_init: no initialisation (on the meta device, where it only costs time)
+        weight = torch.empty(num_positions, hidden_size) if skip_init else None
+        self.position_embeddings = nn.Embedding(num_positions, hidden_size, _weight=weight)
 
 
 def _text_batch(text: Tensor, batch: int, slots: int, what: str) -> Tensor:
@@ -53,12 +55,13 @@ class _SRBase(nn.Module):
         h = base.config.hidden_size
         weight = base.transformer.word_embeddings.weight
         # made where the base lives: on the meta device (plans, shapes) nothing is allocated
+        meta = weight.device.type == "meta"
         with torch.device(weight.device):
-            self.mixins = nn.ModuleDict(
-                {"extra_position_embedding": ExtraPositionEmbedding(num_high, h)}
-            )
-        std = base.config.init_std
-        nn.init.normal_(self.mixins["extra_position_embedding"].position_embeddings.weight, 0, std)
+            table = ExtraPositionEmbedding(num_high, h, skip_init=meta)
+            self.mixins = nn.ModuleDict({"extra_position_embedding": table})
+        if not meta:
+            std = base.config.init_std
+            nn.init.normal_(table.position_embeddings.weight, 0, std)
         self.mixins.to(weight.dtype)
 
     @property
