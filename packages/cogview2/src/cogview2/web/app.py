@@ -75,6 +75,18 @@ def editor_box(editor: dict[str, Any] | None) -> tuple[float, float, float, floa
     return box_from_mask(painted_mask(layers, layers[0].shape[:2]))
 
 
+def _seed_box(gr: Any, cfg: WebConfig, **kwargs: Any) -> Any:
+    """The seed field of a tab (the handlers write the seed used back into it)."""
+    return gr.Number(
+        value=0,
+        precision=0,
+        minimum=0,
+        maximum=cfg.max_seed,
+        label="Seed (the one used is shown here)",
+        **kwargs,
+    )
+
+
 def _generate_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracker: Any) -> None:
     """The "Text to image" tab: prompt, style, count, seed, guidance → gallery."""
     cfg = handlers.config
@@ -96,14 +108,7 @@ def _generate_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracke
                 label="Number of images",
                 elem_id="num-images",
             )
-            seed = gr.Number(
-                value=0,
-                precision=0,
-                minimum=0,
-                maximum=cfg.max_seed,
-                label="Seed (the one used is shown here)",
-                elem_id="seed",
-            )
+            seed = _seed_box(gr, cfg, elem_id="seed")
             rnd = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
             guidance = gr.Slider(
                 0,
@@ -173,13 +178,7 @@ def _complete_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracke
             c_count = gr.Slider(
                 1, cfg.max_images, value=cfg.default_num_images, step=1, label="Number of images"
             )
-            c_seed = gr.Number(
-                value=0,
-                precision=0,
-                minimum=0,
-                maximum=cfg.max_seed,
-                label="Seed (the one used is shown here)",
-            )
+            c_seed = _seed_box(gr, cfg)
             c_rnd = gr.Checkbox(value=True, label="Random seed")
         with gr.Row():
             c_run = gr.Button("Complete", variant="primary", elem_id="complete-button")
