@@ -40,7 +40,8 @@ def test_generate_writes_one_png_per_image_and_a_grid(tmp_path) -> None:
         )
         == 0
     )
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert (tmp_path / "out" / "manifest.jsonl").is_file()  # --prompts-file: batch_generation
     assert names == [
         "000-a-red-apple-0.png",
         "000-a-red-apple-1.png",

@@ -89,13 +89,16 @@ def _generator(seed: int | None, device: str):
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from .batch_generation import launched_by_torchrun, read_prompts
+
     prompts = list(args.prompt or [])
     if args.prompts_file is not None:
-        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
-        prompts += [line.strip() for line in lines if line.strip()]
+        prompts += read_prompts(args.prompts_file)
     if not prompts:
         raise ValueError("give a prompt, or --prompts-file FILE with one prompt per line")
     _output_folder(args.output)
+    if args.prompts_file is not None or launched_by_torchrun():
+        return _run_batch(args, prompts)
     pipe = _load(args)
     stages = None if args.stages is None else tuple(args.stages.split(","))
     for index, prompt in enumerate(prompts):
@@ -116,6 +119,62 @@ def _run_generate(args: argparse.Namespace) -> int:
         if not args.no_grid:
             _save_png(_grid(out.images), args.output / f"{stem}-grid.png")
         print(f"{prompt!r}: {len(out.images)} images → {args.output}/{stem}-*.png")
+    return 0
+
+
+def batch_settings(args: argparse.Namespace):
+    """The `BatchSettings` of a ``generate``-like command's arguments."""
+    from .batch_generation import BatchSettings, weights_identity
+
+    return BatchSettings(
+        num_images=args.num_images,
+        seed=args.seed,
+        style=args.style,
+        stages=None if args.stages is None else tuple(args.stages.split(",")),
+        candidates=args.candidates,
+        post_select=args.post_select,
+        guidance=args.guidance,
+        weights=weights_identity(None if args.tiny else resolve_weights(args.weights)),
+        dtype=None if args.dtype is None else str(parse_dtype(args.dtype)).removeprefix("torch."),
+        int8=bool(args.int8),
+        device_type=args.device.split(":")[0],
+    )
+
+
+def share_threads(args: argparse.Namespace, local_world_size: int) -> None:
+    """Under torchrun with the ``auto`` thread policy, split the idle cores between this
+    node's ranks (each rank measured the same idle cores); an explicit count is kept."""
+    import os
+
+    import torch
+
+    from .threads import THREADS_ENV
+
+    threads = getattr(args, "threads", None)
+    policy = threads if threads is not None else os.environ.get(THREADS_ENV, "auto")
+    if local_world_size > 1 and str(policy).strip().lower() == "auto":
+        torch.set_num_threads(max(1, torch.get_num_threads() // local_world_size))
+
+
+def _run_batch(args: argparse.Namespace, prompts: list[str]) -> int:
+    """``generate --prompts-file``: the data-parallel, resumable runner (`batch_generation`)."""
+    from .batch_generation import distributed_session, run_batch
+
+    settings = batch_settings(args)
+    with distributed_session() as session:
+        share_threads(args, session.local_world_size)
+        device = session.device(args.device)
+        args.device = device
+        run_batch(
+            lambda: _load(args),
+            prompts,
+            args.output,
+            settings,
+            session,
+            device=device,
+            grid=not args.no_grid,
+            log=None if args.quiet else print,
+        )
     return 0
 
 
@@ -359,7 +418,13 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
         "iterative super-resolution to 480 px): one PNG per image plus a grid.",
     )
     gen.add_argument("prompt", nargs="*", help="what to draw, e.g. 'red apple' or '熊猫'")
-    gen.add_argument("--prompts-file", type=Path, default=None, help="one prompt per line")
+    gen.add_argument(
+        "--prompts-file",
+        type=Path,
+        default=None,
+        help="one prompt per line: resumable, data-parallel under torchrun; writes run.json and "
+        "manifest.jsonl beside the PNGs (docs/scaling.md)",
+    )
     gen.add_argument("-n", "--num-images", type=count(1), default=4, help="images per prompt")
     gen.add_argument(
         "-o", "--output", type=Path, default=Path("out"), help="folder for the PNG files"

@@ -20,9 +20,12 @@ class CogView2Output:
         low_res_tokens: (N, 20, 20) long ids of stage 1.
         scores: (N,) float32 caption log-likelihood of the raw prompt given each image (inverse
             prompting, higher is better), or None when not computed.
+        stage_seconds: Stage name (``"coarse"``, ``"dsr"``, ``"itersr"``) → wall seconds it
+            ran in this call (text → image calls), or None.
     """
 
     images: list[Image.Image] | Tensor | None
     tokens: Tensor
     low_res_tokens: Tensor
     scores: Tensor | None = None
+    stage_seconds: dict[str, float] | None = None

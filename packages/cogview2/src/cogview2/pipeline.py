@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -338,7 +339,9 @@ class CogView2Pipeline:
                 raise ValueError("post_select needs score=True")
             order = torch.argsort(scores, descending=True, stable=True)
             tokens, low, scores = tokens[order], low[order], scores[order]
-        return self._output(tokens, low, scores, output_type)
+        out = self._output(tokens, low, scores, output_type)
+        out.stage_seconds = dict(bar.seconds)
+        return out
 
     def check_inputs(
         self,
@@ -389,8 +392,12 @@ class CogView2Pipeline:
         with the model and batch size the stage table names, count it done."""
         spec = stage_spec(name)
         bar.start(spec.label)
+        start = time.perf_counter()
         self._placer.enter(name)
         out = run(getattr(self, spec.model), getattr(self.config, spec.batch_field))
+        if out.device.type == "cuda":
+            torch.cuda.synchronize(out.device)  # the seconds of the stage, not of its launch
+        bar.seconds[name] = time.perf_counter() - start
         bar.done()
         return out
 

@@ -22,6 +22,8 @@ class StageProgress:
 
     def __init__(self, total: int, *, enabled: bool, prefix: str = "") -> None:
         self.prefix = prefix
+        self.seconds: dict[str, float] = {}
+        """Stage name → wall seconds it ran (filled by the pipeline as each stage ends)."""
         self.bar = tqdm(
             total=total,
             disable=not enabled,
