@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, train, write_token_file
+from coglm_core.distributed import read_sharded_model
 
 CONFIG_OVERRIDE = '{"hidden_dropout": 0.0, "attention_dropout": 0.0}'
 
@@ -56,8 +56,11 @@ def test_loss_decreases_and_resume_is_exact(tmp_path) -> None:
         "step-00000002",
         "step-00000004",
     ]
-    written = tmp_path / "b" / "step-00000004" / "model.safetensors"
+    written = tmp_path / "b" / "step-00000004" / "state.json"
     assert written.stat().st_mode & 0o777 == 0o644  # readable by the group that serves it
+    saved = read_sharded_model(tmp_path / "b" / "step-00000004")
+    for name, tensor in resumed.state_dict().items():
+        assert torch.equal(saved[name], tensor), name
 
 
 def test_one_step_lowers_the_loss_on_the_same_batch(tmp_path) -> None:
@@ -99,7 +102,7 @@ def _run_cli(launcher: list[str], data: Path, out: Path) -> dict[str, torch.Tens
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*launcher, *args], check=True, env=env, timeout=300, capture_output=True)
-    return load_file(out / "step-00000002" / "model.safetensors")
+    return read_sharded_model(out / "step-00000002")
 
 
 def test_two_process_torchrun_equals_single_process(tmp_path) -> None:

@@ -4,9 +4,13 @@ Single process::
 
     python -m coglm_core.cli --data tokens.bin --config tiny --out run/ --steps 100
 
-Data parallel (gloo on CPU, NCCL on GPUs; ``--fsdp`` shards with FSDP2 on GPUs)::
+Data parallel (gloo on CPU, NCCL on GPUs; DDP, or FSDP2 with ``--fsdp``)::
 
-    torchrun --nproc_per_node 2 -m coglm_core.cli --data tokens.bin --config tiny --out run/
+    torchrun --nproc-per-node 2 -m coglm_core.cli --data tokens.bin --config tiny --out run/
+
+Checkpoints (``run/step-<N>/``) are sharded (`torch.distributed.checkpoint`): a run resumes with
+any number of processes, with or without ``--fsdp``. docs/training.md ("Scaling out") has the
+multi-GPU and multi-node commands.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch.distributed as dist
 
 from .config import CogLMConfig
 from .data import TokenDataset
+from .distributed import MIXED_PRECISION_CHOICES
 from .trainer import train
 from .training import TrainConfig, init_distributed_from_env
 from .transformer import CogLM
@@ -48,7 +53,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--dtype", default="float32", help="parameter dtype")
     p.add_argument("--autocast", default=None, help="bfloat16 | float16")
-    p.add_argument("--fsdp", action="store_true")
+    p.add_argument(
+        "--fsdp", action="store_true", help="shard with FSDP2 (one group per layer) instead of DDP"
+    )
+    p.add_argument(
+        "--fsdp-mixed-precision",
+        choices=list(MIXED_PRECISION_CHOICES),
+        default="auto",
+        help="FSDP2 parameter dtype: auto = the --autocast dtype on CUDA, off on CPU",
+    )
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -79,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         checkpoint_every=args.checkpoint_every,
         autocast_dtype=args.autocast,
         fsdp=args.fsdp,
+        fsdp_mixed_precision=args.fsdp_mixed_precision,
         optimizer=args.optimizer,
     )
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .distributed import is_sharded_checkpoint, load_sharded_checkpoint, wrap_for_training
 from .training import (
     TrainConfig,
     global_batch_indices,
@@ -27,51 +26,39 @@ from .transformer import CogLM
 
 
 def _wrap(model: CogLM, cfg: TrainConfig) -> nn.Module:
-    _, world_size = world()
-    if world_size == 1:
-        return model
-    device = next(model.parameters()).device
-    if cfg.fsdp:
-        if device.type != "cuda":
-            raise ValueError("fsdp=True needs CUDA parameters; use DDP (fsdp=False) on CPU")
-        from torch.distributed.fsdp import fully_shard
-
-        for layer in model.transformer.layers:
-            fully_shard(layer)
-        fully_shard(model)
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def _full_states(
-    wrapped: nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-    )
-
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return (
-        get_model_state_dict(wrapped, options=opts),
-        get_optimizer_state_dict(wrapped, optimizer, options=opts),
+    return wrap_for_training(
+        model,
+        list(model.transformer.layers),
+        fsdp=cfg.fsdp,
+        mixed_precision=cfg.fsdp_mixed_precision,
+        autocast_dtype=cfg.autocast_dtype,
     )
 
 
-def _load_states(wrapped: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> None:
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
+def load_training_checkpoint(
+    folder: Path, wrapped: nn.Module, optimizer: torch.optim.Optimizer
+) -> int:
+    """Load a step folder into ``wrapped`` and ``optimizer``; returns its step.
 
-    opts = StateDictOptions(full_state_dict=True)
-    model_state = load_file(folder / "model.safetensors")
-    optim_state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
-    set_model_state_dict(wrapped, model_state, options=opts)
-    set_optimizer_state_dict(wrapped, optimizer, optim_state, options=opts)
+    Reads the sharded format (`torch.distributed.checkpoint`, any number of writing processes)
+    and the full-state format of earlier versions (``model.safetensors`` + ``optimizer.pt``,
+    read with ``weights_only=True``). Every process must call it.
+    """
+    if (folder / "model.safetensors").is_file() and not is_sharded_checkpoint(folder):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True)
+        model_state = load_file(folder / "model.safetensors")
+        optim_state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        set_model_state_dict(wrapped, model_state, options=opts)
+        set_optimizer_state_dict(wrapped, optimizer, optim_state, options=opts)
+    else:
+        load_sharded_checkpoint(folder, wrapped, optimizer)
+    return int(json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"])
 
 
 def train(
@@ -86,9 +73,12 @@ def train(
     """Train ``model`` in place until ``cfg.max_steps``, resuming from ``out_dir`` if possible.
 
     Every process must call it with the same arguments (under ``torchrun`` the process group must
-    be initialised first, see `init_distributed_from_env`). Each process takes its contiguous
-    share of every global batch. Checkpoints (model, optimizer, step) go to
-    ``out_dir/step-<N>/`` atomically; ``out_dir/log.jsonl`` gets one line per step (rank 0).
+    be initialised first, see `init_distributed_from_env`). Several processes train data
+    parallel: DDP, or FSDP2 with ``cfg.fsdp`` (one ``fully_shard`` group per transformer layer).
+    Each process takes its contiguous share of every global batch. Checkpoints (model,
+    optimizer, step) go to ``out_dir/step-<N>/`` atomically in the sharded format of
+    `torch.distributed.checkpoint`, which any number of processes can resume;
+    ``out_dir/log.jsonl`` gets one line per step (rank 0).
 
     Returns:
         the per-step statistics of this call (loss, per-modality mean losses).
@@ -106,8 +96,7 @@ def train(
     start = 0
     found = latest_checkpoint(out) if resume else None
     if found is not None:
-        _load_states(wrapped, optimizer, found)
-        start = json.loads((found / "state.json").read_text(encoding="utf-8"))["step"]
+        start = load_training_checkpoint(found, wrapped, optimizer)
     amp = getattr(torch, cfg.autocast_dtype) if cfg.autocast_dtype else None
     history: list[dict[str, float]] = []
     bar = tqdm(range(start, cfg.max_steps), disable=not progress or rank != 0, desc="train")
@@ -132,9 +121,5 @@ def train(
                 f.write(json.dumps(record) + "\n")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
-            model_state, optim_state = _full_states(wrapped, optimizer)
-            if rank == 0:
-                save_training_checkpoint(out, done, model, optimizer, cfg, model_state, optim_state)
-            if world_size > 1:
-                dist.barrier()
+            save_training_checkpoint(out, done, wrapped, optimizer, cfg, model.config)
     return history

@@ -1,6 +1,7 @@
-"""Training: one step and a resumable loop, single process or under ``torchrun`` (DDP; FSDP2 on
-GPUs). The data order, the strategy randomness and dropout depend only on (seed, step, sample), so
-a resumed run and a run with a different number of processes see the same global batches.
+"""Training: one step and a resumable loop, single process or under ``torchrun`` (DDP or FSDP2,
+on CPUs with gloo or GPUs with NCCL). The data order, the strategy randomness and dropout depend
+only on (seed, step, sample), so a resumed run and a run with a different number of processes see
+the same global batches.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ._atomic import atomic_write_text, save_safetensors
+from ._atomic import atomic_write_text
 from .config import CogLMConfig
+from .distributed import MIXED_PRECISION_CHOICES, save_sharded_checkpoint
 from .losses import masked_token_losses, modality_losses
 from .strategies import Variant, collate, pretraining_example
-from .transformer import CogLM
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,12 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (the last step is always saved).
         keep_checkpoints: how many step folders to keep.
         autocast_dtype: "bfloat16"/"float16" autocast, or None for the parameter dtype.
-        fsdp: shard with FSDP2 (``fully_shard``) instead of DDP when distributed on GPUs.
+        fsdp: shard with FSDP2 (``fully_shard`` per transformer layer, then the root) instead of
+            DDP when distributed (CPU or GPU); one process ignores it.
+        fsdp_mixed_precision: FSDP2 parameter dtype for the forward/backward (gradients are
+            reduced and the sharded master weights kept in float32): ``"auto"`` = the
+            ``autocast_dtype`` on CUDA and off on CPU or without autocast, ``"off"``, or
+            ``"bfloat16"`` / ``"float16"`` on any device.
         optimizer: "adamw", or "sgd" (plain SGD with momentum 0.9; its update is linear in the
             gradient, which makes data-parallel equivalence checks exact).
     """
@@ -73,8 +79,14 @@ class TrainConfig:
     autocast_dtype: str | None = None
     fsdp: bool = False
     optimizer: Literal["adamw", "sgd"] = "adamw"
+    fsdp_mixed_precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.fsdp_mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ValueError(
+                f"fsdp_mixed_precision={self.fsdp_mixed_precision!r}; allowed: "
+                f"{list(MIXED_PRECISION_CHOICES)}"
+            )
         for name in ("caption_ratio", "text_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -246,28 +258,50 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def save_training_checkpoint(
     out_dir: Path,
     step: int,
-    model: CogLM,
+    wrapped: nn.Module,
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
-    state: dict[str, Tensor],
-    optim_state: dict[str, Any],
+    model_config: CogLMConfig,
 ) -> Path:
-    """Write ``step-<N>/`` (weights, optimizer, state.json) via a temporary folder + rename, then
-    point ``latest`` at it (rank 0 only). Older step folders beyond ``keep_checkpoints`` go."""
+    """Write ``step-<N>/`` and point ``out_dir/latest`` at it; every process must call it.
+
+    The model and optimizer state go through `torch.distributed.checkpoint` (each process
+    writes its shards; `coglm_core.distributed.save_sharded_checkpoint`) into
+    ``.tmp-step-<N>/``; after all processes have written, rank 0 adds ``state.json`` (step and
+    both configs), renames the folder to ``step-<N>/``, rewrites ``latest`` atomically and
+    deletes step folders beyond ``keep_checkpoints``. A kill at any point leaves ``latest`` on a
+    complete folder. With several nodes ``out_dir`` must be a shared file system.
+
+    Returns:
+        The step folder.
+    """
+    rank, world_size = world()
     final = out_dir / f"step-{step:08d}"
     tmp = out_dir / f".tmp-step-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_safetensors(state, tmp / "model.safetensors")  # 0644, like every file we write
-    torch.save(optim_state, tmp / "optimizer.pt")
-    meta = {"step": step, "train_config": asdict(cfg), "model_config": model.config.to_dict()}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(out_dir / "latest", final.name + "\n")
-    old = sorted(out_dir.glob("step-*"))[: -cfg.keep_checkpoints]
-    for folder in old:
-        shutil.rmtree(folder, ignore_errors=True)
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if world_size > 1:
+        dist.barrier()
+    save_sharded_checkpoint(tmp, wrapped, optimizer)
+    if world_size > 1:
+        dist.barrier()
+    if rank == 0:
+        meta = {
+            "step": step,
+            "format": "torch.distributed.checkpoint",
+            "world_size": world_size,
+            "train_config": asdict(cfg),
+            "model_config": model_config.to_dict(),
+        }
+        atomic_write_text(tmp / "state.json", json.dumps(meta, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        atomic_write_text(out_dir / "latest", final.name + "\n")
+        old = sorted(out_dir.glob("step-*"))[: -cfg.keep_checkpoints]
+        for folder in old:
+            shutil.rmtree(folder, ignore_errors=True)
+    if world_size > 1:
+        dist.barrier()
     return final
 
 
