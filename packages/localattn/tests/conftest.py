@@ -6,8 +6,10 @@ very top, and only when there is no CUDA device (on a GPU machine the kernels co
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -133,3 +135,87 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests taking a ``case`` argument run once per pattern in CASES."""
     if "case" in metafunc.fixturenames:
         metafunc.parametrize("case", list(CASES.values()), ids=list(CASES))
+
+
+# ----------------------------------------------------------------- neighborhood attention (NA)
+# An independent dense reference written from the definition. Two formulations of the per-axis
+# window: ``axis_neighbors`` follows the definition literally (window start clamped into the
+# dilation group) and ``natten_axis_mask`` is NATTEN's own (the window centre clamped to
+# [k//2, L_g - 1 - (k//2 + k%2 - 1)], as in NATTEN's FlexAttention mask, stride 1). Tests check
+# that they agree, then use the first for dense float64 attention.
+
+
+def axis_neighbors(length: int, k: int, d: int, causal: bool) -> list[set[int]]:
+    """For each position, the set of positions it attends to along one axis (loops)."""
+    out = []
+    for i in range(length):
+        r, g = i % d, i // d
+        n = len(range(r, length, d))
+        if causal:
+            group = range(max(g - k + 1, 0), g + 1)
+        else:
+            start = max(g - k // 2, 0)
+            if g + (k - 1 - k // 2) >= n:
+                start = n - k
+            group = range(start, start + k)
+        out.append({r + j * d for j in group})
+    return out
+
+
+def natten_axis_mask(length: int, k: int, d: int, causal: bool) -> torch.Tensor:
+    """(L, L) bool mask in NATTEN's formulation (window centre clamped; stride 1)."""
+    i = torch.arange(length)[:, None]
+    j = torch.arange(length)[None, :]
+    gi, gj, same = i // d, j // d, (i % d) == (j % d)
+    n = length // d + ((i % d) < (length % d)).long()  # this group's length
+    if causal:
+        return same & (gi - gj >= 0) & (gi - gj < k)
+    left, right = k // 2, k // 2 + (k % 2 - 1)
+    centre = torch.minimum(torch.maximum(gi, torch.full_like(gi, left)), n - 1 - right)
+    return same & (gj >= centre - left) & (gj <= centre + right)
+
+
+def neighborhood_mask(shape, kernel, dilation, causal) -> torch.Tensor:
+    """(N, N) bool: the product of the axes' neighbor sets, row-major flattening."""
+    axes = [axis_neighbors(*a) for a in zip(shape, kernel, dilation, causal, strict=True)]
+    coords = list(itertools.product(*(range(n) for n in shape)))
+    index = {c: i for i, c in enumerate(coords)}
+    mask = torch.zeros(len(coords), len(coords), dtype=torch.bool)
+    for qc in coords:
+        for kc in itertools.product(*(axes[a][qc[a]] for a in range(len(shape)))):
+            mask[index[qc], index[kc]] = True
+    return mask
+
+
+def dense_na(q, k, v, kernel, dilation, causal, scale=None, extra_k=None, extra_v=None):
+    """Dense float64 neighborhood attention; q/k/v (B, *spatial, h, D). Returns (out, lse)."""
+    b, *shape, h, d = q.shape
+    scale = d**-0.5 if scale is None else scale
+    n = 1
+    for s in shape:
+        n *= s
+
+    def heads_first(x):
+        return x.double().reshape(b, -1, h, d).transpose(1, 2)
+
+    qf, kf, vf = heads_first(q), heads_first(k), heads_first(v)
+    allowed = neighborhood_mask(shape, kernel, dilation, causal).to(q.device)
+    s = (qf @ kf.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf"))
+    if extra_k is not None:
+        ek, ev = heads_first(extra_k), heads_first(extra_v)
+        s = torch.cat([s, qf @ ek.transpose(-1, -2) * scale], -1)
+        vf = torch.cat([vf, ev], 2)
+    lse = torch.logsumexp(s, -1)
+    out = torch.softmax(s, -1) @ vf
+    return out.transpose(1, 2).reshape(q.shape), lse.transpose(1, 2).reshape(b, *shape, h)
+
+
+@pytest.fixture
+def na_ref():
+    """The dense neighborhood-attention reference helpers."""
+    return SimpleNamespace(
+        axis_neighbors=axis_neighbors,
+        natten_axis_mask=natten_axis_mask,
+        neighborhood_mask=neighborhood_mask,
+        dense_na=dense_na,
+    )

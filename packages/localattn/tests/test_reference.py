@@ -98,10 +98,10 @@ def test_one_tile_per_chunk_matches_dense(
     monkeypatch, dense, inputs, grads_of, hw, khw, kernel_size, causal
 ):
     """Results are written straight into their rows chunk by chunk, padding tiles included."""
-    from localattn.backends import reference
+    from localattn.backends import _tiled
 
-    monkeypatch.setattr(reference, "_chunks", lambda plan, bh, t, d, device: [
-        (i, i + 1) for i in range(plan.num_tiles)
+    monkeypatch.setattr(_tiled, "_chunks", lambda q_index, kt, qf, t: [
+        (i, i + 1) for i in range(q_index.shape[0])
     ])  # fmt: skip
     q, k, v, extra = inputs(2, 1, hw, khw, 4, 2, seed=3, bias_shape=(2, 1, 2), masked=True)
     out, lse = _call(q, k, v, kernel_size, causal, extra)

@@ -1,7 +1,8 @@
-"""2D local attention with CogView2 semantics.
+"""2D local attention with CogView2 semantics, and neighborhood attention (NATTEN's semantics).
 
 Centred (non-clamped) rectangular windows, raster-causal half windows, cross-resolution key
-grids and global tokens in one softmax, with a fast pure-PyTorch reference backend, fused Triton
+grids and global tokens in one softmax (``local_attention_2d``); 1D/2D/3D neighborhood attention
+with dilation and causal axes (``na1d``/``na2d``/``na3d``); with a fast pure-PyTorch reference backend, fused Triton
 kernels for CUDA and a FlexAttention backend. See ``python -m localattn.info`` for the backends.
 """
 
@@ -19,6 +20,7 @@ from localattn.backends.reference import workspace_bytes
 from localattn.dispatch import ENV_VAR, get_backend, select_backend, use_backend
 from localattn.functional import local_attention_2d, merge_attentions
 from localattn.modules import LocalAttention2d
+from localattn.neighborhood import na1d, na2d, na3d, neighborhood_attention
 from localattn.twoop import similarity_2d, weighting_2d
 from localattn.types import KernelSize, WindowSpec
 
@@ -33,6 +35,10 @@ __all__ = [
     "get_backend",
     "local_attention_2d",
     "merge_attentions",
+    "na1d",
+    "na2d",
+    "na3d",
+    "neighborhood_attention",
     "select_backend",
     "similarity_2d",
     "use_backend",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
+from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
 from localattn.backends.base import Backend
 from localattn.backends.flex import FlexBackend
@@ -74,24 +75,35 @@ def requested_backend(explicit: str | None) -> str | None:
     return env or None
 
 
-def select_backend(inputs: AttentionInputs, explicit: str | None = None) -> Backend:
-    """Pick the backend for ``inputs``; ValueError naming the reasons if a forced one cannot run."""
+def _select(
+    reasons_of: Callable[[Backend], list[str]], device_type: str, explicit: str | None
+) -> Backend:
     name = requested_backend(explicit)
     if name is not None:
         backend = get_backend(name)
-        reasons = backend.not_supported_reasons(inputs)
+        reasons = reasons_of(backend)
         if reasons:
             raise ValueError(
                 f"localattn backend {name!r} cannot run these inputs: " + "; ".join(reasons)
             )
         return backend
     tried: list[str] = []
-    for candidate in PRIORITY.get(inputs.q.device.type, DEFAULT_PRIORITY):
+    for candidate in PRIORITY.get(device_type, DEFAULT_PRIORITY):
         backend = BACKENDS[candidate]
-        reasons = backend.not_supported_reasons(inputs)
+        reasons = reasons_of(backend)
         if not reasons:
             if not torch.compiler.is_compiling():  # logging would break a torch.compile graph
                 logger.debug("localattn: using backend %r (skipped: %s)", candidate, tried)
             return backend
         tried.append(f"{candidate}: {'; '.join(reasons)}")
     raise ValueError("no localattn backend can run these inputs: " + " | ".join(tried))
+
+
+def select_backend(inputs: AttentionInputs, explicit: str | None = None) -> Backend:
+    """Pick the backend for ``inputs``; ValueError naming the reasons if a forced one cannot run."""
+    return _select(lambda b: b.not_supported_reasons(inputs), inputs.q.device.type, explicit)
+
+
+def select_na_backend(inputs: NAInputs, explicit: str | None = None) -> Backend:
+    """Pick the backend for neighborhood-attention ``inputs`` (same order and overrides)."""
+    return _select(lambda b: b.na_not_supported_reasons(inputs), inputs.q.device.type, explicit)

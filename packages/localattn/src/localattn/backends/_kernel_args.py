@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
+from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
 
 
@@ -146,6 +147,129 @@ def run_op(
     ek, ev, ea = op_args(inputs, extra_add)
     win = inputs.window
     args = (inputs.q, inputs.k, inputs.v, ek, ev, ea, win.kh, win.kw, win.causal, inputs.scale)
+    if torch.compiler.is_compiling():
+        return forward_op(*args)
+    return eager.apply(*args)
+
+
+# ------------------------------------------------------------------ neighborhood attention ops
+# q, k, v (B, *spatial, heads, D); extra_k/extra_v (B, n, heads, D), n = 0 for none;
+# kernel_size, dilation, is_causal: one entry per spatial axis.
+
+
+def na_extra(inputs: NAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(extra_k, extra_v) with n = 0 tensors standing in for "no additional keys"."""
+    if inputs.extra_k is not None and inputs.extra_v is not None:
+        return inputs.extra_k, inputs.extra_v
+    q = inputs.q
+    empty = q.new_zeros((q.shape[0], 0, *q.shape[-2:]))
+    return empty, empty.clone()
+
+
+def na_eager_autograd(
+    forward_impl: Callable, backward_impl: Callable
+) -> type[torch.autograd.Function]:
+    """The neighborhood ops' autograd.Function for eager calls (see :func:`eager_autograd`)."""
+
+    class _NeighborhoodAttention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, extra_k, extra_v, kernel_size, dilation, is_causal, scale):
+            params = (kernel_size, dilation, is_causal, scale)
+            with no_autocast(q):
+                out, lse = forward_impl(q, k, v, extra_k, extra_v, *params)
+            ctx.save_for_backward(q, k, v, extra_k, extra_v, out, lse)
+            ctx.params = params
+            return out, lse
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, dout, dlse):
+            q, k, v, extra_k, extra_v, out, lse = ctx.saved_tensors
+            with no_autocast(q):
+                grads = backward_impl(
+                    dout.contiguous(), dlse.contiguous(), q, k, v, extra_k, extra_v, out, lse,
+                    *ctx.params,
+                )  # fmt: skip
+            return (*grads, None, None, None, None)
+
+    return _NeighborhoodAttention
+
+
+def register_na_ops(name: str, forward_impl: Callable, backward_impl: Callable) -> tuple:
+    """Register ``localattn::{name}_na_forward`` / ``_na_backward`` custom ops (with fakes and
+    autograd) over a backend's neighborhood-attention impls. Returns (forward_op, backward_op)."""
+
+    @torch.library.custom_op(f"localattn::{name}_na_forward", mutates_args=())
+    def forward_op(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        extra_k: torch.Tensor,
+        extra_v: torch.Tensor,
+        kernel_size: list[int],
+        dilation: list[int],
+        is_causal: list[bool],
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with no_autocast(q):
+            return forward_impl(q, k, v, extra_k, extra_v, kernel_size, dilation, is_causal, scale)
+
+    @forward_op.register_fake
+    def _(q, k, v, extra_k, extra_v, kernel_size, dilation, is_causal, scale):
+        return torch.empty_like(q), q.new_empty(q.shape[:-1], dtype=stat_dtype(q.dtype))
+
+    @torch.library.custom_op(f"localattn::{name}_na_backward", mutates_args=())
+    def backward_op(
+        dout: torch.Tensor,
+        dlse: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        extra_k: torch.Tensor,
+        extra_v: torch.Tensor,
+        out: torch.Tensor,
+        lse: torch.Tensor,
+        kernel_size: list[int],
+        dilation: list[int],
+        is_causal: list[bool],
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        with no_autocast(q):
+            return backward_impl(
+                dout, dlse, q, k, v, extra_k, extra_v, out, lse,
+                kernel_size, dilation, is_causal, scale,
+            )  # fmt: skip
+
+    @backward_op.register_fake
+    def _(dout, dlse, q, k, v, extra_k, extra_v, out, lse, kernel_size, dilation, is_causal, scale):
+        return tuple(torch.empty_like(x) for x in (q, k, v, extra_k, extra_v))
+
+    def setup_context(ctx, inputs, output):
+        q, k, v, extra_k, extra_v, *params = inputs
+        ctx.save_for_backward(q, k, v, extra_k, extra_v, *output)
+        ctx.params = tuple(params)
+
+    def backward(ctx, dout, dlse):
+        q, k, v, extra_k, extra_v, out, lse = ctx.saved_tensors
+        dout = torch.zeros_like(out) if dout is None else dout.contiguous()
+        dlse = torch.zeros_like(lse) if dlse is None else dlse.contiguous()
+        grads = backward_op(dout, dlse, q, k, v, extra_k, extra_v, out, lse, *ctx.params)
+        return (*grads, None, None, None, None)
+
+    forward_op.register_autograd(backward, setup_context=setup_context)
+    return forward_op, backward_op
+
+
+def run_na_op(
+    forward_op: Callable, eager: type[torch.autograd.Function], inputs: NAInputs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A backend's ``na_forward``: the custom op under ``torch.compile``, the eager Function else."""
+    ek, ev = na_extra(inputs)
+    spec = inputs.spec
+    args = (
+        inputs.q, inputs.k, inputs.v, ek, ev,
+        list(spec.kernel_size), list(spec.dilation), list(spec.is_causal), inputs.scale,
+    )  # fmt: skip
     if torch.compiler.is_compiling():
         return forward_op(*args)
     return eager.apply(*args)
