@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
+from coglm_core.distributed import read_sharded_model
 from cogview2.training.config import OptimConfig
 from cogview2.training.loop import run_loop
 from cogview2.training.runtime import global_batch_indices, lr_at, wrap_model
@@ -66,8 +66,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     rest = train_toy(tmp_path / "cut")
     assert [r["step"] for r in rest] == [3, 4, 5]
     assert [r["loss"] for r in rest] == pytest.approx([r["loss"] for r in full[2:]], rel=1e-6)
-    a = load_file(tmp_path / "full" / "checkpoint" / "trainable.safetensors")
-    b = load_file(tmp_path / "cut" / "checkpoint" / "trainable.safetensors")
+    a = read_sharded_model(tmp_path / "full" / "checkpoint")
+    b = read_sharded_model(tmp_path / "cut" / "checkpoint")
     assert a.keys() == b.keys() == {"0.weight", "0.bias", "2.weight", "2.bias"}
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
@@ -80,6 +80,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from coglm_core.distributed import read_sharded_model
 from cogview2.training.config import OptimConfig
 from cogview2.training.loop import run_loop
 from cogview2.training.runtime import init_distributed, wrap_model
@@ -125,8 +126,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         env=env,
         timeout=300,
     )
-    a = load_file(tmp_path / "one" / "checkpoint" / "trainable.safetensors")
-    b = load_file(tmp_path / "two" / "checkpoint" / "trainable.safetensors")
+    a = read_sharded_model(tmp_path / "one" / "checkpoint")
+    b = read_sharded_model(tmp_path / "two" / "checkpoint")
     assert a.keys() == b.keys() and len(a) == 4
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

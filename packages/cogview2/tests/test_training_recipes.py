@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from coglm_core.distributed import read_sharded_model
 from cogview2 import CogView2Pipeline
 from cogview2.data import BuildConfig, EmojiDataset, build_emoji_dataset
 from cogview2.layout import layout_pad_id
@@ -176,9 +177,7 @@ def test_rerun_needs_resume_and_resume_skips_finished(trained):
 
 def test_dsr_resume_after_interruption_matches_uninterrupted(trained, tmp_path):
     cfg, _ = trained
-    from safetensors.torch import load_file
-
-    reference = load_file(cfg.stage_dirs["dsr"] / "checkpoint" / "trainable.safetensors")
+    reference = read_sharded_model(cfg.stage_dirs["dsr"] / "checkpoint")
     ref_log = (cfg.stage_dirs["dsr"] / "log.jsonl").read_text().splitlines()
     cut = dataclasses.replace(cfg, workdir=str(tmp_path / "run"))
     for stage in ("text_tokenizer", "vqvae", "tokenize", "coglm"):
@@ -190,7 +189,7 @@ def test_dsr_resume_after_interruption_matches_uninterrupted(trained, tmp_path):
     )
     assert not (cut.stage_dirs["dsr"] / "final").exists()
     dsr_recipe(cut, progress=False)  # resumes at step 2, runs step 3
-    resumed = load_file(cut.stage_dirs["dsr"] / "checkpoint" / "trainable.safetensors")
+    resumed = read_sharded_model(cut.stage_dirs["dsr"] / "checkpoint")
     assert resumed.keys() == reference.keys()
     for k in reference:
         torch.testing.assert_close(resumed[k], reference[k], rtol=1e-5, atol=1e-6)

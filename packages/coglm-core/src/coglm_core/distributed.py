@@ -32,6 +32,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "MIXED_PRECISION_CHOICES",
+    "full_model_state",
+    "is_fsdp",
     "is_sharded_checkpoint",
     "load_sharded_checkpoint",
     "mixed_precision_dtype",
@@ -134,6 +136,26 @@ def wrap_for_training(
         fully_shard(unit, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
+
+
+def is_fsdp(module: nn.Module) -> bool:
+    """True when ``module`` was sharded by FSDP2 (``fully_shard``): its parameters are shards."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def full_model_state(wrapped: nn.Module) -> dict[str, Tensor]:
+    """The full state dict of a plain, DDP or FSDP2 model as CPU tensors, on rank 0.
+
+    Every process must call it (FSDP2 all-gathers the shards); the other ranks get an empty
+    dict. Use it to export the trained weights of an FSDP2 model (whose own ``state_dict``
+    holds shards) in one file.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(wrapped, options=opts)
 
 
 # ----------------------------------------------------------------- loading without pickled code

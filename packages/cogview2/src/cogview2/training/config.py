@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coglm_core.distributed import MIXED_PRECISION_CHOICES
+
 from ..config import check_guidance_scale
 from ..stage_table import STAGES
 
@@ -56,7 +58,12 @@ class OptimConfig:
         log_every: Steps between log lines.
         seed: Seeds the model init, the data order and the masking.
         autocast: "bfloat16" / "float16" autocast, or "" for float32.
-        fsdp: Shard with FSDP2 instead of DDP under ``torchrun`` (CUDA only).
+        fsdp: Shard with FSDP2 (``fully_shard`` per transformer layer) instead of DDP under
+            ``torchrun``, on CPU or GPU (``coglm``, ``dsr``, ``itersr``; the VQ-VAE trainer is
+            one process and refuses it).
+        fsdp_mixed_precision: FSDP2 parameter dtype: ``"auto"`` (``autocast``'s dtype on CUDA,
+            off on CPU or without autocast), ``"off"``, ``"bfloat16"`` or ``"float16"``;
+            gradients are reduced and master weights kept in float32.
     """
 
     steps: int = 100
@@ -71,6 +78,7 @@ class OptimConfig:
     seed: int = 0
     autocast: str = ""
     fsdp: bool = False
+    fsdp_mixed_precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -83,6 +91,11 @@ class OptimConfig:
             )
         if self.autocast not in ("", "bfloat16", "float16"):
             raise ValueError(f"autocast must be '', 'bfloat16' or 'float16', got {self.autocast!r}")
+        if self.fsdp_mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ValueError(
+                f"fsdp_mixed_precision must be one of {list(MIXED_PRECISION_CHOICES)}, got "
+                f"{self.fsdp_mixed_precision!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,11 @@ class VQVAERecipe(OptimConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.fsdp:
+            raise ValueError(
+                "[vqvae] fsdp = true: icetk's VQ-VAE trainer runs in one process (rank 0 under "
+                "torchrun); FSDP is for the coglm, dsr and itersr sections"
+            )
         if self.preset not in ("small", "tiny"):
             raise ValueError(f"preset must be 'small' or 'tiny', got {self.preset!r}")
         if self.crop % 8 or not 0 <= self.low_fraction <= 1:

@@ -48,7 +48,8 @@ def run_loop(
     averages gradients), so the update equals the one-process update on the global batch.
 
     Args:
-        wrapped: The (possibly DDP/FSDP-wrapped) module; its trainable parameters are trained.
+        wrapped: The module as `wrap_model` returned it (plain, DDP or FSDP2); its trainable
+            parameters are trained.
         num_samples: Training set size.
         step_fn: Computes this process's summed loss and its number of terms (calls ``wrapped``).
         cfg: Optimisation settings.
@@ -65,7 +66,7 @@ def run_loop(
     names = {n for n, p in _unwrap(wrapped).named_parameters() if p.requires_grad}
     optimizer = make_optimizer(wrapped, cfg)
     ckpt = CheckpointState(out_dir / "checkpoint")
-    start = ckpt.load(wrapped, optimizer) if ckpt.exists() else 0
+    start = ckpt.load(wrapped, optimizer, names) if ckpt.exists() else 0
     if start:
         _log.info("%s: resumed at step %d from %s", desc, start, ckpt.folder)
     device = next(_unwrap(wrapped).parameters()).device

@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretrained, train
+from coglm_core.distributed import full_model_state, is_fsdp
 from coglm_core.pretrained import from_pretrained as load_coglm
+from coglm_core.pretrained import save_state_dict
 from icetk import VocabularyLayout
 
 from ..layout import coglm_id_fields, layout_pad_id
@@ -70,6 +72,7 @@ def train_config(cfg: TrainingConfig) -> TrainConfig:
         checkpoint_every=rc.checkpoint_every,
         autocast_dtype=rc.autocast or None,
         fsdp=rc.fsdp,
+        fsdp_mixed_precision=rc.fsdp_mixed_precision,
     )
 
 
@@ -105,7 +108,11 @@ def pretrain_recipe(
     n = sum(p.numel() for p in model.parameters())
     _log.info("coglm: %.2fM parameters, %d samples", n / 1e6, len(data))
     train(model, data, train_config(cfg), out, progress=progress)
-    if is_main():
+    if is_fsdp(model):  # sharded parameters: gather them (every rank) and write on rank 0
+        state = full_model_state(model)
+        if is_main():
+            save_state_dict(state, model.config, out / FINAL)
+    elif is_main():
         save_pretrained(model, out / FINAL)
     barrier()
     return out / FINAL

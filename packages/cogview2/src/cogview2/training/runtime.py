@@ -14,9 +14,16 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from coglm_core import atomic_write_text
+from coglm_core.distributed import (
+    is_sharded_checkpoint,
+    load_sharded_checkpoint,
+    save_sharded_checkpoint,
+    wrap_for_training,
+)
 from coglm_core.training import init_distributed_from_env, world
 
 from .config import OptimConfig
@@ -121,37 +128,33 @@ def local_share(indices: list[int]) -> list[int]:
 
 
 def wrap_model(model: nn.Module, cfg: OptimConfig, shard_units: list[nn.Module]) -> nn.Module:
-    """DDP (or FSDP2 with ``cfg.fsdp``) under torchrun; the model itself in one process.
+    """DDP (or FSDP2 with ``cfg.fsdp``) under torchrun, on CPU or GPU; the model itself in one
+    process (`coglm_core.distributed.wrap_for_training`).
 
     Args:
         model: The module to train (parameters already on their device).
-        cfg: ``fsdp`` selects FSDP2 (``fully_shard`` on each of ``shard_units``, then the whole).
+        cfg: ``fsdp`` selects FSDP2 (``fully_shard`` on each of ``shard_units``, then the whole);
+            ``fsdp_mixed_precision`` and ``autocast`` choose its parameter dtype.
         shard_units: Submodules sharded individually with FSDP (the transformer layers).
-
-    Raises:
-        ValueError: FSDP asked for on CPU parameters.
     """
-    if world()[1] == 1:
-        return model
-    device = next(model.parameters()).device
-    if cfg.fsdp:
-        if device.type != "cuda":
-            raise ValueError("fsdp = true needs CUDA parameters; use DDP (fsdp = false) on CPU")
-        from torch.distributed.fsdp import fully_shard
-
-        for unit in shard_units:
-            fully_shard(unit)
-        fully_shard(model)
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return wrap_for_training(
+        model,
+        shard_units,
+        fsdp=cfg.fsdp,
+        mixed_precision=cfg.fsdp_mixed_precision,
+        autocast_dtype=cfg.autocast or None,
+    )
 
 
 class CheckpointState:
-    """A resumable checkpoint folder: ``trainable.safetensors``, ``optimizer.pt``, ``state.json``.
+    """A resumable checkpoint folder: model and optimizer state in the sharded format of
+    `torch.distributed.checkpoint`, and ``state.json`` (the step).
 
-    Only the trainable tensors are stored (the frozen base is rebuilt from its own files).
-    Written into a temporary folder and renamed (rank 0), so a kill never leaves half a file.
+    Only the trainable tensors of the model are stored (the frozen base is rebuilt from its own
+    files). Every process writes its shard into a temporary folder; rank 0 then adds
+    ``state.json`` and renames it, so a kill never leaves half a checkpoint. Any number of
+    processes, DDP or FSDP2, can resume it. A folder of earlier versions
+    (``trainable.safetensors`` + ``optimizer.pt``) still loads.
 
     Args:
         folder: The checkpoint folder (``<stage dir>/checkpoint``).
@@ -173,26 +176,21 @@ class CheckpointState:
     def save(
         self, wrapped: nn.Module, optimizer: torch.optim.Optimizer, step: int, names: set[str]
     ) -> None:
-        """Gather full states (every rank must call it) and write them on rank 0."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-            get_optimizer_state_dict,
-        )
-
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_state = get_model_state_dict(wrapped, options=opts)
-        optim_state = get_optimizer_state_dict(wrapped, optimizer, options=opts)
+        """Write the ``names`` tensors of the model and the optimizer state; every process must
+        call it."""
+        tmp = self.folder.with_name(f".tmp-{self.folder.name}")
         if is_main():
-            tmp = self.folder.with_name(f".tmp-{self.folder.name}")
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            tensors = {
-                k: v.detach().contiguous().cpu() for k, v in model_state.items() if k in names
+        barrier()
+        save_sharded_checkpoint(tmp, wrapped, optimizer, keys=names)
+        barrier()
+        if is_main():
+            state = {
+                "step": step,
+                "format": "torch.distributed.checkpoint",
+                "world_size": world()[1],
             }
-            save_file(tensors, tmp / "trainable.safetensors")
-            torch.save(optim_state, tmp / "optimizer.pt")
-            (tmp / "state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+            atomic_write_text(tmp / "state.json", json.dumps(state))
             old = self.folder.with_name(f".old-{self.folder.name}")
             shutil.rmtree(old, ignore_errors=True)
             if self.folder.exists():
@@ -201,21 +199,25 @@ class CheckpointState:
             shutil.rmtree(old, ignore_errors=True)
         barrier()
 
-    def load(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-        """Load weights and optimizer into ``wrapped``; returns the saved step."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_model_state_dict,
-            set_optimizer_state_dict,
-        )
+    def load(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer, names: set[str]) -> int:
+        """Load the saved tensors and optimizer state into ``wrapped`` and ``optimizer`` (every
+        process); returns the saved step."""
+        legacy = self.folder / "trainable.safetensors"
+        if legacy.is_file() and not is_sharded_checkpoint(self.folder):
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
 
-        opts = StateDictOptions(full_state_dict=True, strict=False)
-        model_state = load_file(self.folder / "trainable.safetensors")
-        optim_state = torch.load(
-            self.folder / "optimizer.pt", map_location="cpu", weights_only=True
-        )
-        set_model_state_dict(wrapped, model_state, options=opts)
-        set_optimizer_state_dict(wrapped, optimizer, optim_state, options=opts)
+            opts = StateDictOptions(full_state_dict=True, strict=False)
+            optim_state = torch.load(
+                self.folder / "optimizer.pt", map_location="cpu", weights_only=True
+            )
+            set_model_state_dict(wrapped, load_file(legacy), options=opts)
+            set_optimizer_state_dict(wrapped, optimizer, optim_state, options=opts)
+        else:
+            load_sharded_checkpoint(self.folder, wrapped, optimizer, keys=names)
         return self.step()
 
 

@@ -10,17 +10,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coglm_core.distributed import full_model_state, is_fsdp
 from coglm_core.pretrained import from_pretrained as load_coglm
 
 from ..models.config import DSRConfig, ITERSRConfig
-from ..models.sr import DirectSuperResolution, IterativeSuperResolution, tile_extra_positions
+from ..models.sr import (
+    DirectSuperResolution,
+    IterativeSuperResolution,
+    save_sr_parts,
+    tile_extra_positions,
+)
 from ..pipeline import CogView2Pipeline
 from .config import FINAL, TrainingConfig
 from .loop import run_loop
 from .runtime import barrier, default_device, is_main, wrap_model
 from .tokenize_data import load_token_split, training_rows
 
-__all__ = ["SRLoss", "dsr_recipe", "itersr_recipe", "sample_text", "sr_samples"]
+__all__ = [
+    "SRLoss",
+    "dsr_recipe",
+    "itersr_recipe",
+    "sample_text",
+    "save_sharded_sr_folder",
+    "sr_samples",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -175,8 +188,14 @@ def _train_sr(
         wrapped, len(records), step_fn, rc, out, desc=kind, progress=progress, stop_after=stop_after
     )
     done = bool(history) and history[-1]["step"] == rc.steps
-    if is_main() and (done or (not history and (out / "checkpoint").exists())):
-        save_sr_folder(model, out / FINAL, own_base=kind == "itersr" or cfg.dsr.train_base)
+    own_base = kind == "itersr" or cfg.dsr.train_base
+    if done or (not history and (out / "checkpoint").exists()):
+        if is_fsdp(wrapped):  # sharded parameters: gather them (every rank), write on rank 0
+            state = full_model_state(wrapped)
+            if is_main():
+                save_sharded_sr_folder(model, state, out / FINAL, own_base=own_base)
+        elif is_main():
+            save_sr_folder(model, out / FINAL, own_base=own_base)
     barrier()
     return out / FINAL
 
@@ -187,6 +206,20 @@ def save_sr_folder(
     """Write the model in the pipeline folder's per-model format (`save_pretrained`), with
     ``base/`` when its transformer was fine-tuned (ITERSR, and DSR with ``train_base``)."""
     model.save_pretrained(folder, shared_base=None if own_base else model.base)
+
+
+def save_sharded_sr_folder(
+    model: DirectSuperResolution | IterativeSuperResolution,
+    state: dict[str, Tensor],
+    folder: Path,
+    *,
+    own_base: bool,
+) -> None:
+    """`save_sr_folder` for a model trained with FSDP2, from `SRLoss`'s full state dict
+    (``model.base.*``, ``model.mixins.*``; `coglm_core.distributed.full_model_state`)."""
+    mixins = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.mixins.")}
+    base = {k[len("model.base.") :]: v for k, v in state.items() if k.startswith("model.base.")}
+    save_sr_parts(folder, model.config, mixins, base if own_base else None, model.base.config)
 
 
 def dsr_recipe(
