@@ -73,6 +73,33 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
 
 
+def test_checkpoint_of_earlier_versions_resumes(tmp_path):
+    """A ``checkpoint/`` of the full-state format (trainable.safetensors + optimizer.pt)."""
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    from cogview2.training.runtime import CheckpointState, make_optimizer
+
+    full = train_toy(tmp_path / "full")
+    train_toy(tmp_path / "cut", stop_after=2)
+    model = toy_model()
+    optimizer = make_optimizer(model, CFG)
+    names = {n for n, _ in model.named_parameters()}
+    folder = tmp_path / "cut" / "checkpoint"
+    assert CheckpointState(folder).load(model, optimizer, names) == 2
+    old = tmp_path / "old" / "checkpoint"
+    old.mkdir(parents=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, old / "trainable.safetensors"
+    )
+    opts = StateDictOptions(full_state_dict=True)
+    torch.save(get_optimizer_state_dict(model, optimizer, options=opts), old / "optimizer.pt")
+    (old / "state.json").write_text(json.dumps({"step": 2}))
+    rest = train_toy(tmp_path / "old")
+    assert [r["step"] for r in rest] == [3, 4, 5]
+    assert [r["loss"] for r in rest] == pytest.approx([r["loss"] for r in full[2:]], rel=1e-6)
+
+
 TORCHRUN_SCRIPT = """
 import sys
 from pathlib import Path
