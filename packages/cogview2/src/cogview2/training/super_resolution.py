@@ -176,7 +176,11 @@ def _train_sr(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     records, positions = sr_samples(cfg, tensors)
     _log.info("%s: %.2fM trainable parameters, %d samples", kind, trainable / 1e6, len(records))
-    wrapped = wrap_model(loss_module, rc, list(base.transformer.layers))
+    units: list[nn.Module] = list(base.transformer.layers)
+    if isinstance(model, DirectSuperResolution):  # its own FSDP units: outside the root's share
+        plus = model.mixins["attention_plus"]
+        units += [*plus.query_key_value, *plus.dense]
+    wrapped = wrap_model(loss_module, rc, units)
 
     def step_fn(indices: list[int], step: int) -> tuple[Tensor, Tensor]:
         gens = [sample_generator(rc.seed, step, i) for i in indices]
