@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -82,3 +83,45 @@ def test_info_prints_table(capsys):
     text = capsys.readouterr().out
     for name in ("reference", "triton", "flex", dispatch.ENV_VAR):
         assert name in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line}
+    for name in ("reference", "triton", "flex"):  # each backend lists the neighborhood ops
+        assert "local_attention_2d,na1d,na2d,na3d" in rows[name]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+@pytest.mark.parametrize("op", ["local_attention_2d", "na2d"])
+def test_triton_compile_failure_falls_back_with_one_warning(monkeypatch, op):
+    """An automatically chosen backend whose kernels fail to compile is skipped from then on,
+    with a one-line warning; the call returns the next backend's result. Forced by name, the
+    failure is raised."""
+    import warnings
+
+    from triton.compiler.errors import CompilationError
+
+    from localattn import dispatch
+    from localattn._triton import kernels, na_kernels
+
+    def broken(*args, **kwargs):
+        raise CompilationError(None, None, "forced failure: no ptxas here")
+
+    monkeypatch.setattr(kernels, "launch_forward", broken)
+    monkeypatch.setattr(na_kernels, "launch_na_forward", broken)
+    monkeypatch.setattr(dispatch, "_FAILED", set())
+    monkeypatch.setitem(dispatch.PRIORITY, "cpu", ("triton", "reference"))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    g = torch.Generator().manual_seed(0)
+    if op == "na2d":
+        q, k, v = torch.randn(3, 1, 6, 6, 2, 8, generator=g).unbind(0)
+    else:
+        q, k, v = torch.randn(3, 1, 2, 6, 6, 8, generator=g).unbind(0)
+    fn = getattr(localattn, op)
+    want = fn(q, k, v, 3, backend="reference")
+    with pytest.warns(RuntimeWarning, match="backend 'triton' failed to compile on cpu") as rec:
+        got = fn(q, k, v, 3)
+    assert len(rec) == 1 and "\n" not in str(rec[0].message)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(fn(q, k, v, 3), want, rtol=0, atol=0)  # no second warning
+    with pytest.raises(CompilationError):
+        fn(q, k, v, 3, backend="triton")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -75,6 +76,11 @@ def requested_backend(explicit: str | None) -> str | None:
     return env or None
 
 
+_FAILED: set[tuple[str, str]] = set()
+"""(backend, device type) pairs whose kernels failed to compile in this process: auto
+selection skips them (a backend forced by name still runs, and raises)."""
+
+
 def _select(
     reasons_of: Callable[[Backend], list[str]], device_type: str, explicit: str | None
 ) -> Backend:
@@ -91,6 +97,8 @@ def _select(
     for candidate in PRIORITY.get(device_type, DEFAULT_PRIORITY):
         backend = BACKENDS[candidate]
         reasons = reasons_of(backend)
+        if (candidate, device_type) in _FAILED:
+            reasons = [*reasons, "its kernels failed to compile here earlier"]
         if not reasons:
             if not torch.compiler.is_compiling():  # logging would break a torch.compile graph
                 logger.debug("localattn: using backend %r (skipped: %s)", candidate, tried)
@@ -107,3 +115,30 @@ def select_backend(inputs: AttentionInputs, explicit: str | None = None) -> Back
 def select_na_backend(inputs: NAInputs, explicit: str | None = None) -> Backend:
     """Pick the backend for neighborhood-attention ``inputs`` (same order and overrides)."""
     return _select(lambda b: b.na_not_supported_reasons(inputs), inputs.q.device.type, explicit)
+
+
+def run_backend(
+    reasons_of: Callable[[Backend], list[str]],
+    device_type: str,
+    explicit: str | None,
+    call: Callable[[Backend], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Select a backend and ``call`` it; when an automatically chosen backend fails to compile
+    its kernels (``Backend.is_compile_failure``), warn in one line and fall back to the next."""
+    backend = _select(reasons_of, device_type, explicit)
+    if requested_backend(explicit) is not None or torch.compiler.is_compiling():
+        return call(backend)
+    try:
+        return call(backend)
+    except Exception as error:
+        if not backend.is_compile_failure(error):
+            raise
+        _FAILED.add((backend.NAME, device_type))
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        warnings.warn(
+            f"localattn: backend {backend.NAME!r} failed to compile on {device_type} "
+            f"({type(error).__name__}: {first_line}); falling back to the next backend",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return run_backend(reasons_of, device_type, explicit, call)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from localattn._validate import autocast_inputs, extra_additive, validate_attention
-from localattn.dispatch import select_backend
+from localattn.dispatch import run_backend
 from localattn.types import KernelSize
 
 
@@ -79,8 +79,13 @@ def local_attention_2d(
         extra_mask=extra_mask,
         scale=scale,
     )
-    chosen = select_backend(inputs, backend)
-    out, lse = chosen.forward(inputs, extra_additive(inputs))
+    extra_add = extra_additive(inputs)
+    out, lse = run_backend(
+        lambda b: b.not_supported_reasons(inputs),
+        q.device.type,
+        backend,
+        lambda b: b.forward(inputs, extra_add),
+    )
     return (out, lse) if return_lse else out
 
 

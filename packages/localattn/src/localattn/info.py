@@ -19,7 +19,10 @@ def _backward(backend) -> str:
 
 def backend_table() -> str:
     """The capability/availability table as text."""
-    rows = [("backend", "available", "devices", "dtypes", "causal", "cross", "backward", "notes")]
+    rows = [
+        ("backend", "available", "devices", "dtypes", "causal", "cross", "backward",
+         "ops", "notes")
+    ]  # fmt: skip
     for name, backend in BACKENDS.items():
         missing = backend.is_available()
         rows.append(
@@ -31,6 +34,7 @@ def backend_table() -> str:
                 "yes" if backend.SUPPORTS_CAUSAL else "no",
                 "yes" if backend.SUPPORTS_CROSS_RESOLUTION else "no",
                 _backward(backend),
+                "local_attention_2d" + (",na1d,na2d,na3d" if backend.SUPPORTS_NA else ""),
                 backend.DESCRIPTION,
             )
         )

@@ -13,7 +13,7 @@ import torch
 
 from localattn._na_validate import PerAxis, validate_na
 from localattn._validate import autocast_inputs
-from localattn.dispatch import select_na_backend
+from localattn.dispatch import run_backend
 
 
 def neighborhood_attention(
@@ -86,7 +86,12 @@ def _na(query, key, value, ndim, kernel_size, dilation, is_causal, scale,
     )
     inputs = validate_na(query, key, value, ndim, kernel_size, dilation, is_causal, scale,
                          additional_keys, additional_values)  # fmt: skip
-    out, lse = select_na_backend(inputs, backend).na_forward(inputs)
+    out, lse = run_backend(
+        lambda b: b.na_not_supported_reasons(inputs),
+        query.device.type,
+        backend,
+        lambda b: b.na_forward(inputs),
+    )
     return (out, lse) if return_lse else out
 
 

@@ -44,6 +44,11 @@ class Backend(ABC):
         """Reasons the backend cannot run at all here (missing package, no driver); [] if fine."""
         return []
 
+    def is_compile_failure(self, error: Exception) -> bool:
+        """Whether ``error`` (raised by this backend's forward) means its kernels cannot be
+        built on this machine, so that automatic selection may fall back to the next backend."""
+        return False
+
     def _tensor_reasons(self, q: torch.Tensor, requires_grad: bool) -> list[str]:
         """Availability, device, dtype and backward reasons shared by every op."""
         reasons = list(self.is_available())

@@ -7,11 +7,14 @@ per process with ``torch.compile`` and runs block-sparse forward and backward.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
 import torch
 
+from localattn._na_tiling import NASpec
+from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
 from localattn.backends.base import Backend
 from localattn.types import WindowSpec
@@ -47,6 +50,47 @@ def window_mask_mod(q_hw: tuple[int, int], k_hw: tuple[int, int], window: Window
     return mask_mod
 
 
+def neighborhood_mask_mod(spec: NASpec):
+    """A FlexAttention ``mask_mod`` over the flattened grid: True where kv is in q's
+    neighborhood (NATTEN semantics, ``localattn._na_tiling``); kv >= N (additional keys) passes."""
+    n = spec.num_tokens
+    strides = [math.prod(spec.shape[a + 1 :]) for a in range(spec.ndim)]
+
+    def mask_mod(b, head, q_idx, kv_idx):
+        kv = torch.clamp(kv_idx, max=n - 1)
+        allowed = kv_idx >= 0
+        for a in range(spec.ndim):
+            length, k, d = spec.shape[a], spec.kernel_size[a], spec.dilation[a]
+            qi, ki = (q_idx // strides[a]) % length, (kv // strides[a]) % length
+            r, g, kg = qi % d, qi // d, ki // d
+            group_len = length // d + (r < length % d).to(qi.dtype)
+            if spec.is_causal[a]:
+                lo, hi = torch.clamp(g - k + 1, min=0), g
+            else:
+                lo = torch.minimum(torch.clamp(g - k // 2, min=0), group_len - k)
+                hi = lo + k - 1
+            allowed = allowed & (ki % d == r) & (kg >= lo) & (kg <= hi)
+        return allowed | (kv_idx >= n)
+
+    return mask_mod
+
+
+@lru_cache(maxsize=32)
+def _na_block_mask(spec: NASpec, num_extra: int, device: str):
+    module = _flex_module()
+    assert module is not None
+    n = spec.num_tokens
+    return module.create_block_mask(
+        neighborhood_mask_mod(spec), None, None, n, n + num_extra, device=device
+    )
+
+
+def _lse_request(module) -> dict[str, Any]:
+    if hasattr(module, "AuxRequest"):
+        return {"return_aux": module.AuxRequest(lse=True)}
+    return {"return_lse": True}
+
+
 @lru_cache(maxsize=32)
 def _block_mask(q_hw, k_hw, window: WindowSpec, num_extra: int, device: str):
     module = _flex_module()
@@ -73,20 +117,24 @@ class FlexBackend(Backend):
     SUPPORTED_DEVICES = ("cpu", "cuda")
     SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     BACKWARD_DEVICES = ("cuda",)
+    SUPPORTS_NA = True
 
     def is_available(self) -> list[str]:
         if _flex_module() is None:
             return [f"torch {torch.__version__} has no torch.nn.attention.flex_attention"]
         return []
 
-    def not_supported_reasons(self, inputs: AttentionInputs) -> list[str]:
-        reasons = super().not_supported_reasons(inputs)
-        device = inputs.q.device.type
-        if device == "cuda" and inputs.q.shape[-1] < _MIN_CUDA_HEAD_DIM:
-            reasons.append(f"head dim {inputs.q.shape[-1]} < {_MIN_CUDA_HEAD_DIM} on CUDA")
-        if device == "cuda" and inputs.q.dtype == torch.float64:
+    @staticmethod
+    def _cuda_limits(q: torch.Tensor) -> list[str]:
+        reasons = []
+        if q.device.type == "cuda" and q.shape[-1] < _MIN_CUDA_HEAD_DIM:
+            reasons.append(f"head dim {q.shape[-1]} < {_MIN_CUDA_HEAD_DIM} on CUDA")
+        if q.device.type == "cuda" and q.dtype == torch.float64:
             reasons.append("float64 is not supported by compiled FlexAttention kernels")
         return reasons
+
+    def not_supported_reasons(self, inputs: AttentionInputs) -> list[str]:
+        return super().not_supported_reasons(inputs) + self._cuda_limits(inputs.q)
 
     def forward(
         self, inputs: AttentionInputs, extra_add: torch.Tensor | None
@@ -116,11 +164,6 @@ class FlexBackend(Backend):
 
         block_mask = _block_mask((h, w), (hk, wk), inputs.window, inputs.num_extra, str(q.device))
         fn = _compiled_flex() if q.device.type == "cuda" else module.flex_attention
-        lse_request: dict[str, Any] = (
-            {"return_aux": module.AuxRequest(lse=True)}
-            if hasattr(module, "AuxRequest")
-            else {"return_lse": True}
-        )
         out, aux = fn(
             q.reshape(b, heads, h * w, d),
             keys,
@@ -128,8 +171,41 @@ class FlexBackend(Backend):
             score_mod=score_mod,
             block_mask=block_mask,
             scale=inputs.scale,
-            **lse_request,
+            **_lse_request(module),
         )
         lse = aux.lse if hasattr(aux, "lse") else aux
         lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         return out.view(b, heads, h, w, d), lse.view(b, heads, h, w).to(lse_dtype)
+
+    def na_not_supported_reasons(self, inputs: NAInputs) -> list[str]:
+        reasons = super().na_not_supported_reasons(inputs)
+        return reasons + self._cuda_limits(inputs.q)
+
+    def na_forward(self, inputs: NAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        module = _flex_module()
+        assert module is not None
+        tensors = [inputs.q, inputs.k, inputs.v]
+        if inputs.extra_k is not None and inputs.extra_v is not None:
+            tensors += [inputs.extra_k, inputs.extra_v]
+        if not torch.is_grad_enabled():  # flex refuses CPU inputs that require grad
+            tensors = [t.detach() for t in tensors]
+        q = tensors[0]
+        b, heads, d = q.shape[0], q.shape[-2], q.shape[-1]
+
+        def heads_first(x):  # (B, *, heads, D) -> (B, heads, N, D)
+            return x.reshape(b, -1, heads, d).transpose(1, 2)
+
+        keys, vals = heads_first(tensors[1]), heads_first(tensors[2])
+        if len(tensors) == 5:
+            keys = torch.cat([keys, heads_first(tensors[3])], dim=2)
+            vals = torch.cat([vals, heads_first(tensors[4])], dim=2)
+        mask = _na_block_mask(inputs.spec, inputs.num_extra, str(q.device))
+        fn = _compiled_flex() if q.device.type == "cuda" else module.flex_attention
+        out, aux = fn(heads_first(q), keys, vals, block_mask=mask, scale=inputs.scale,
+                      **_lse_request(module))  # fmt: skip
+        lse = aux.lse if hasattr(aux, "lse") else aux
+        lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        return (
+            out.transpose(1, 2).reshape(q.shape),
+            lse.transpose(1, 2).reshape(q.shape[:-1]).to(lse_dtype),
+        )

@@ -8,13 +8,25 @@ is how CI tests them.
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 
+from localattn._na_tiling import NASpec, group_length, na_tables
+from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
-from localattn.backends._kernel_args import eager_autograd, register_ops, run_op, stat_dtype
+from localattn.backends._kernel_args import (
+    eager_autograd,
+    na_eager_autograd,
+    register_na_ops,
+    register_ops,
+    run_na_op,
+    run_op,
+    stat_dtype,
+)
 from localattn.backends.base import Backend
 from localattn.types import WindowSpec
 
@@ -29,6 +41,9 @@ class TritonTiling:
         block_t: Global tokens per inner step (power of 2, >= 16 on GPU).
         min_block_d: Smallest padded head dim (tl.dot needs >= 16 on GPU).
         min_block_n: Smallest key block (key_rows is raised to reach it; >= 16 on GPU).
+        na_block_m: Most queries of a neighborhood tile (power of 2; the tile is chosen to
+            fill it).
+        na_block_n: Band keys per inner step of the neighborhood kernels (power of 2).
         num_warps, num_stages: Triton launch options.
     """
 
@@ -38,13 +53,22 @@ class TritonTiling:
     block_t: int = 16
     min_block_d: int = 16
     min_block_n: int = 16
+    na_block_m: int = 64
+    na_block_n: int = 64
     num_warps: int = 4
     num_stages: int = 2
 
 
 GPU_TILING = TritonTiling()
 INTERPRETER_TILING = TritonTiling(
-    tile_h=4, tile_w=4, key_rows=2, block_t=4, min_block_d=4, min_block_n=1
+    tile_h=4,
+    tile_w=4,
+    key_rows=2,
+    block_t=4,
+    min_block_d=4,
+    min_block_n=1,
+    na_block_m=16,
+    na_block_n=16,
 )
 
 
@@ -142,6 +166,81 @@ triton_forward, triton_backward = register_ops(
 _EAGER = eager_autograd(_triton_forward_impl, _triton_backward_impl)
 
 
+def na_kernel_tile(spec: NASpec, block_m: int, block_n: int) -> tuple[int, ...]:
+    """Tile of at most ``block_m`` queries (powers of 2 per axis) with the fewest padded
+    (query block × key block) products: tiles · ceil(band keys / block_n)."""
+    best: tuple[int, tuple[int, ...]] | None = None
+    options = [[t for t in (1, 2, 4, 8, 16, 32, 64, 128) if t <= block_m] for _ in spec.shape]
+    for tile in itertools.product(*options):
+        if math.prod(tile) > block_m:
+            continue
+        band = math.prod(t + k - 1 for t, k in zip(tile, spec.kernel_size, strict=True))
+        tiles = math.prod(
+            sum(-(-group_length(n, d, r) // t) for r in range(d))
+            for n, d, t in zip(spec.shape, spec.dilation, tile, strict=True)
+        )
+        cost = tiles * -(-band // block_n)
+        if best is None or cost < best[0]:
+            best = (cost, tile)
+    assert best is not None  # the all-ones tile always fits
+    return best[1]
+
+
+def _na_setup(q, kernel_size, dilation, is_causal):
+    tiling = _tiling(q.device)
+    spec = NASpec(tuple(q.shape[1:-2]), tuple(kernel_size), tuple(dilation), tuple(is_causal))
+    tile = na_kernel_tile(spec, tiling.na_block_m, tiling.na_block_n)
+    return tiling, na_tables(spec, tile, q.device)
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, *spatial, heads, D) -> contiguous (B, N, heads, D)."""
+    return x.reshape(x.shape[0], -1, *x.shape[-2:]).contiguous()
+
+
+def _triton_na_forward_impl(q, k, v, extra_k, extra_v, kernel_size, dilation, is_causal, scale):
+    """(out, lse) of neighborhood attention from the fused Triton forward kernel."""
+    from localattn._triton.na_kernels import launch_na_forward
+
+    tiling, tables = _na_setup(q, kernel_size, dilation, is_causal)
+    qt = _tokens(q)
+    out = torch.empty_like(qt)
+    lse = torch.empty(qt.shape[:-1], dtype=torch.float32, device=q.device)
+    launch_na_forward(qt, _tokens(k), _tokens(v), extra_k.contiguous(), extra_v.contiguous(),
+                      out, lse, tables, scale, tiling, _dot_fp32(q))  # fmt: skip
+    return out.view(q.shape), lse.view(q.shape[:-1]).to(stat_dtype(q.dtype))
+
+
+def _triton_na_backward_impl(
+    dout, dlse, q, k, v, extra_k, extra_v, out, lse, kernel_size, dilation, is_causal, scale
+):
+    """Gradients of the Triton neighborhood forward w.r.t. (q, k, v, extra_k, extra_v)."""
+    from localattn._triton.na_kernels import launch_na_backward
+
+    tiling, tables = _na_setup(q, kernel_size, dilation, is_causal)
+    # delta' = rowsum(dO * O) - dlse folds the lse gradient into the softmax backward
+    delta = _tokens((dout.float() * out.float()).sum(-1, keepdim=True) - dlse.float()[..., None])
+    qt = _tokens(q)
+    f32 = {"dtype": torch.float32, "device": q.device}
+    grads = (
+        torch.empty_like(qt),
+        torch.zeros(qt.shape, **f32),
+        torch.zeros(qt.shape, **f32),
+        torch.zeros(extra_k.shape, **f32),
+        torch.zeros(extra_v.shape, **f32),
+    )
+    launch_na_backward(
+        qt, _tokens(k), _tokens(v), extra_k.contiguous(), extra_v.contiguous(), _tokens(dout),
+        _tokens(lse.float()[..., None]), delta, grads, tables, scale, tiling, _dot_fp32(q),
+    )  # fmt: skip
+    shapes = (q, k, v, extra_k, extra_v)
+    return tuple(g.view(x.shape).to(x.dtype) for g, x in zip(grads, shapes, strict=True))
+
+
+triton_na_forward, _ = register_na_ops("triton", _triton_na_forward_impl, _triton_na_backward_impl)
+_EAGER_NA = na_eager_autograd(_triton_na_forward_impl, _triton_na_backward_impl)
+
+
 class TritonBackend(Backend):
     """Fused Triton kernels for CUDA (and CPU tensors under ``TRITON_INTERPRET=1``)."""
 
@@ -150,6 +249,7 @@ class TritonBackend(Backend):
     SUPPORTED_DEVICES = ("cuda",)
     SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
     MAX_KERNEL_SIZE = 63
+    SUPPORTS_NA = True
 
     def is_available(self) -> list[str]:
         try:
@@ -161,10 +261,20 @@ class TritonBackend(Backend):
         return []
 
     def not_supported_reasons(self, inputs: AttentionInputs) -> list[str]:
-        reasons = super().not_supported_reasons(inputs)
-        if inputs.q.device.type == "cpu" and interpreter_enabled():
+        return self._interpreter_reasons(super().not_supported_reasons(inputs), inputs.q)
+
+    def na_not_supported_reasons(self, inputs: NAInputs) -> list[str]:
+        return self._interpreter_reasons(super().na_not_supported_reasons(inputs), inputs.q)
+
+    def is_compile_failure(self, error: Exception) -> bool:
+        # Triton's own errors: CompilationError, OutOfResources, a missing/old driver or ptxas
+        return type(error).__module__.split(".")[0] == "triton"
+
+    @staticmethod
+    def _interpreter_reasons(reasons: list[str], q: torch.Tensor) -> list[str]:
+        if q.device.type == "cpu" and interpreter_enabled():
             reasons = [r for r in reasons if not r.startswith("device")]
-        elif inputs.q.device.type == "cpu":
+        elif q.device.type == "cpu":
             reasons = [
                 r + " (CPU tensors need TRITON_INTERPRET=1)" if r.startswith("device") else r
                 for r in reasons
@@ -175,3 +285,6 @@ class TritonBackend(Backend):
         self, inputs: AttentionInputs, extra_add: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return run_op(triton_forward, _EAGER, inputs, extra_add)
+
+    def na_forward(self, inputs: NAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        return run_na_op(triton_na_forward, _EAGER_NA, inputs)
