@@ -71,6 +71,11 @@ def _make_tests(dist: str) -> None:
         # web page is tested in a browser.
         extras = {"localattn": "test,triton", "cogview2": "test,web"}.get(dist, "test")
         _install(session, *siblings, f"{ROOT / 'packages' / dist}[{extras}]")
+        if dist == "cogview2":
+            # eval-coco's Inception (cogview2[coco]) without torchvision, which torch-fidelity
+            # declares but this code never imports: PyPI's torchvision is a CUDA build that
+            # fails to import beside the CPU torch of COGVIEW2_TORCH=cpu (docs/scaling.md).
+            _install(session, "--no-deps", "torch-fidelity>=0.3,<0.5")
         session.run(
             "pytest",
             str(ROOT / "packages" / dist / "tests"),

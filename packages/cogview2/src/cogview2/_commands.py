@@ -141,28 +141,13 @@ def batch_settings(args: argparse.Namespace):
     )
 
 
-def share_threads(args: argparse.Namespace, local_world_size: int) -> None:
-    """Under torchrun with the ``auto`` thread policy, split the idle cores between this
-    node's ranks (each rank measured the same idle cores); an explicit count is kept."""
-    import os
-
-    import torch
-
-    from .threads import THREADS_ENV
-
-    threads = getattr(args, "threads", None)
-    policy = threads if threads is not None else os.environ.get(THREADS_ENV, "auto")
-    if local_world_size > 1 and str(policy).strip().lower() == "auto":
-        torch.set_num_threads(max(1, torch.get_num_threads() // local_world_size))
-
-
 def _run_batch(args: argparse.Namespace, prompts: list[str]) -> int:
     """``generate --prompts-file``: the data-parallel, resumable runner (`batch_generation`)."""
-    from .batch_generation import distributed_session, run_batch
+    from .batch_generation import distributed_session, run_batch, share_threads
 
     settings = batch_settings(args)
     with distributed_session() as session:
-        share_threads(args, session.local_world_size)
+        share_threads(getattr(args, "threads", None), session.local_world_size)
         device = session.device(args.device)
         args.device = device
         run_batch(

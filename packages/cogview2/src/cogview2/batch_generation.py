@@ -60,6 +60,7 @@ __all__ = [
     "read_manifest",
     "read_prompts",
     "run_batch",
+    "share_threads",
 ]
 
 RUN_FILE = "run.json"
@@ -369,6 +370,19 @@ def distributed_session() -> Iterator[Session]:
     finally:
         if started and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def share_threads(threads: str | None, local_world_size: int) -> None:
+    """Under torchrun with the ``auto`` thread policy (``threads`` None or ``"auto"`` and no
+    ``$COGVIEW2_THREADS``), split the cores torch was given between this node's ranks: each
+    rank measured the same idle cores. An explicit count is kept."""
+    import torch
+
+    from .threads import THREADS_ENV
+
+    policy = threads if threads is not None else os.environ.get(THREADS_ENV, "auto")
+    if local_world_size > 1 and str(policy).strip().lower() == "auto":
+        torch.set_num_threads(max(1, torch.get_num_threads() // local_world_size))
 
 
 def launched_by_torchrun() -> bool:

@@ -6,7 +6,8 @@ used: try `cogview2 generate "red apple"`.
 Implementation: a thin argparse layer over the library. Each command group registers itself
 with an ``_add_<group>_commands(subparsers)`` function listed in ``_COMMAND_GROUPS`` (the
 pipeline commands in ``_commands``, ``data`` in ``data.cli``, ``train`` in ``training.cli``,
-``eval`` in ``evaluation.cli``, ``serve`` in ``web.server``); each command sets ``func``
+``eval`` in ``evaluation.cli``, ``eval-coco`` in ``evaluation.coco_cli``, ``serve`` in
+``web.server``); each command sets ``func``
 (``argparse.Namespace -> int``), which converts the parsed arguments into library calls.
 """
 
@@ -48,6 +49,12 @@ def _add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     add_eval_command(subparsers)
 
 
+def _add_eval_coco_command(subparsers: argparse._SubParsersAction) -> None:
+    from .evaluation.coco_cli import add_eval_coco_command
+
+    add_eval_coco_command(subparsers)
+
+
 def _add_serve_command(subparsers: argparse._SubParsersAction) -> None:
     from .web.server import add_serve_command  # gradio itself is imported only when serving
 
@@ -59,6 +66,7 @@ _COMMAND_GROUPS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_data_commands,
     _add_train_commands,
     _add_eval_command,
+    _add_eval_coco_command,
     _add_serve_command,
 )
 """Each registers its top-level commands (``generate``, ``data``, ``train``, ``eval``, ...)."""
