@@ -120,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
     atomic_write_text(args.output / RESULTS_JSON, json.dumps(record, indent=2) + "\n")
     note = (
         f"{results.num_captions} MS-COCO captions, best of {spc} by caption score, "
-        f"{args.size} px; IS ± {results.inception_score_std:.2f} over 10 splits.\n"
+        f"{args.size} px; IS ± {results.inception_score_std:.2f} over "
+        f"{min(10, results.num_captions)} splits.\n"
     )
     atomic_write_text(args.output / RESULTS_MD, table + "\n" + note)
     print(table + note, end="")
