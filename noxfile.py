@@ -4,6 +4,7 @@
     nox -s tests-localattn   # one package
     nox -s lint isolated
     nox -s tests_gpu         # `gpu`-marked tests (needs CUDA)
+    nox -s gpu-dry-run       # bench/gpu_all.sh --dry-run: the GPU script's steps on CPU
     nox -s tests_slow        # `slow`-marked tests
 
 Set COGVIEW2_TORCH=cpu to pin the CPU build of torch that lies on this kind of machine
@@ -148,6 +149,19 @@ def isolated(session: nox.Session) -> None:
                 f"assert not leaked, f'{module} imported {{leaked}}'"
             )
             session.run(python, "-c", script, external=True)
+
+
+@nox.session(name="gpu-dry-run", python=PYTHON)
+def gpu_dry_run(session: nox.Session) -> None:
+    """bench/gpu_all.sh --dry-run: every GPU test and benchmark step on CPU with tiny shapes."""
+    _install(
+        session,
+        *(str(ROOT / "packages" / d) for d in PACKAGES),
+        f"{ROOT / 'packages' / 'localattn'}[triton,test]",
+        f"{ROOT / 'packages' / 'cogview2'}[test]",
+    )
+    out = pathlib.Path(session.create_tmp()) / "gpu-dry-run"
+    session.run("python", str(ROOT / "bench" / "gpu_all.py"), "--dry-run", "--out", str(out))
 
 
 @nox.session(python=PYTHON, default=False)
