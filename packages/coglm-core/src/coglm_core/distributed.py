@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -132,10 +132,84 @@ def wrap_for_training(
         if param_dtype is not None
         else MixedPrecisionPolicy()
     )
-    for unit in shard_units:
+    units = [*shard_units, model]
+    for unit in units:
         fully_shard(unit, mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+    if device.type == "cpu":  # gloo: its all-reduce is twice as fast as its all-gather
+        for unit in units:
+            unit.set_custom_all_gather(_AllReduceAllGather())  # type: ignore[operator]
+            unit.set_custom_reduce_scatter(_AllReduceReduceScatter())  # type: ignore[operator]
     return model
+
+
+# ------------------------------------------------------------ FSDP2 collectives for gloo (CPU)
+_EXACT_SUM_DTYPES = (torch.float32, torch.float64)
+
+
+class _AllReduceAllGather:
+    """FSDP2 all-gather as one all-reduce: each rank's shard in a zeroed buffer, summed.
+
+    gloo's ``all_gather_into_tensor`` / ``reduce_scatter_tensor`` run at about half the speed
+    of its ``all_reduce`` on the same bytes (measured on this project's 2-core machine: 172 MB,
+    2 processes: all-reduce 0.16 s, all-gather 0.33 s, reduce-scatter 0.38 s). Adding zeros is
+    exact (a -0.0 parameter element arrives as +0.0), so the gathered parameters are the
+    shards bit for bit; other dtypes (the uint8 buffer of mixed-dtype groups, bf16) use the
+    plain collective.
+    """
+
+    def allocate(
+        self, size: Sequence[int | torch.SymInt], *, dtype: torch.dtype, device: torch.device
+    ) -> Tensor:
+        return torch.empty(*size, dtype=dtype, device=device)
+
+    def __call__(
+        self, output_tensor: Tensor, input_tensor: Tensor, group: Any, async_op: bool = False
+    ) -> Any:
+        if output_tensor.dtype not in _EXACT_SUM_DTYPES:
+            return dist.all_gather_into_tensor(
+                output_tensor, input_tensor, group=group, async_op=async_op
+            )
+        n, rank = input_tensor.numel(), dist.get_rank(group)
+        mine = output_tensor.narrow(0, rank * n, n)
+        if mine.data_ptr() != input_tensor.data_ptr():  # FSDP2 passes a view of the output
+            mine.copy_(input_tensor)
+        output_tensor.narrow(0, 0, rank * n).zero_()
+        output_tensor.narrow(0, (rank + 1) * n, output_tensor.numel() - (rank + 1) * n).zero_()
+        return dist.all_reduce(output_tensor, group=group, async_op=async_op)
+
+
+class _AllReduceReduceScatter:
+    """FSDP2 reduce-scatter as one all-reduce of the full gradient buffer, then this rank's
+    chunk (see `_AllReduceAllGather` for why); SUM and AVG only, else the plain collective."""
+
+    def allocate(
+        self, size: Sequence[int | torch.SymInt], *, dtype: torch.dtype, device: torch.device
+    ) -> Tensor:
+        return torch.empty(*size, dtype=dtype, device=device)
+
+    def __call__(
+        self,
+        output_tensor: Tensor,
+        input_tensor: Tensor,
+        group: Any,
+        op: Any,
+        async_op: bool = False,
+    ) -> Any:
+        average = op == dist.ReduceOp.AVG
+        if (
+            async_op
+            or input_tensor.dtype not in _EXACT_SUM_DTYPES
+            or not (average or op == dist.ReduceOp.SUM)
+        ):
+            return dist.reduce_scatter_tensor(
+                output_tensor, input_tensor, op=op, group=group, async_op=async_op
+            )
+        dist.all_reduce(input_tensor, op=dist.ReduceOp.SUM, group=group)
+        n, rank = output_tensor.numel(), dist.get_rank(group)
+        output_tensor.copy_(input_tensor.narrow(0, rank * n, n))
+        if average:
+            output_tensor.div_(dist.get_world_size(group))
+        return None
 
 
 def is_fsdp(module: nn.Module) -> bool:
