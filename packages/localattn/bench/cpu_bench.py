@@ -77,6 +77,12 @@ def child(impl: str, mode: str, grid: int, args: argparse.Namespace) -> None:
     for x in leaves:
         x.grad = None
     del out
+    peak = peak_rss_growth(call, grad=mode == "fwdbwd")
+    print(peak / 2**20, max(peak - required, 0) / 2**20)
+
+
+def peak_rss_growth(call, grad: bool) -> int:
+    """Bytes by which one ``call()`` grows the process's peak resident memory (Linux)."""
     gc.collect()
     # Give freed heap memory back to the OS, so the measured call's allocations grow the RSS
     # instead of silently reusing what the warm-up freed (glibc keeps small frees).
@@ -84,10 +90,9 @@ def child(impl: str, mode: str, grid: int, args: argparse.Namespace) -> None:
     before = _status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # Linux: reset the VmHWM peak to current RSS
         f.write("5")
-    with torch.set_grad_enabled(mode == "fwdbwd"):
+    with torch.set_grad_enabled(grad):
         call()
-    peak = (_status_kb("VmHWM") - before) * 1024
-    print(peak / 2**20, max(peak - required, 0) / 2**20)
+    return (_status_kb("VmHWM") - before) * 1024
 
 
 def _status_kb(field: str) -> int:

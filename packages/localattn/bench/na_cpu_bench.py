@@ -12,14 +12,12 @@ Problems (the issue's): batch 1, 4 heads, head_dim 32, fp32; 2D 64x64 with k = 7
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import subprocess
 import sys
 
 import torch
 import torch.nn.functional as F
-from cpu_bench import _status_kb, timed
+from cpu_bench import peak_rss_growth, timed
 
 import localattn
 from localattn._na_tiling import NASpec, choose_tile, na_tables
@@ -96,14 +94,7 @@ def child(case: str, impl: str, mode: str) -> None:
     for x in leaves:
         x.grad = None
     del out
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = _status_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:  # Linux: reset VmHWM to the current RSS
-        f.write("5")
-    with torch.set_grad_enabled(mode == "fwdbwd"):
-        call()
-    print((_status_kb("VmHWM") - before) / 1024)
+    print(peak_rss_growth(call, grad=mode == "fwdbwd") / 2**20)
 
 
 def peak_mb(case: str, impl: str, mode: str, threads: int) -> float:

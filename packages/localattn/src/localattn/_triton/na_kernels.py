@@ -45,6 +45,25 @@ def _tile_queries(QI, QV, QB, tile, QT, BLOCK_M: tl.constexpr, NDIM: tl.constexp
 
 
 @triton.jit
+def _program_tile(Q, QI, QV, QB, N, HEADS, D, QT, NDIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                  BLOCK_D: tl.constexpr):  # fmt: skip
+    """This program's tile, (batch, head), row offsets and queries (fwd and bwd alike)."""
+    tile = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    b, h = bh // HEADS, bh % HEADS
+    HD = HEADS * D
+    row0 = b * N * HD + h * D  # (b, token 0, h) in (B, N, heads, D)
+    qi, q_ok, lo0, hi0, lo1, hi1, lo2, hi2 = _tile_queries(QI, QV, QB, tile, QT, BLOCK_M, NDIM)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    qptrs = row0 + qi[:, None] * HD + offs_d[None, :]
+    qmask = q_ok[:, None] & d_ok[None, :]
+    q = tl.load(Q + qptrs, mask=qmask, other=0.0)
+    return (tile, b, h, HD, row0, qi, q_ok, lo0, hi0, lo1, hi1, lo2, hi2, offs_d, d_ok, qptrs,
+            qmask, q)  # fmt: skip
+
+
+@triton.jit
 def _band_scores(q, K, KI, KC, tile, n0, KT, row0, HD, offs_d, d_ok, scale,
                  lo0, hi0, lo1, hi1, lo2, hi2,
                  BLOCK_N: tl.constexpr, NDIM: tl.constexpr, DOT_FP32: tl.constexpr):  # fmt: skip
@@ -70,17 +89,8 @@ def _na_fwd_kernel(Q, K, V, EK, EV, OUT, LSE, QI, QV, QB, KI, KC, scale, N, T, H
                    NDIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
                    DOT_FP32: tl.constexpr):  # fmt: skip
-    tile = tl.program_id(0).to(tl.int64)
-    bh = tl.program_id(1).to(tl.int64)
-    b, h = bh // HEADS, bh % HEADS
-    HD = HEADS * D
-    row0 = b * N * HD + h * D  # (b, token 0, h) in (B, N, heads, D)
-    qi, q_ok, lo0, hi0, lo1, hi1, lo2, hi2 = _tile_queries(QI, QV, QB, tile, QT, BLOCK_M, NDIM)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = offs_d < D
-    qptrs = row0 + qi[:, None] * HD + offs_d[None, :]
-    qmask = q_ok[:, None] & d_ok[None, :]
-    q = tl.load(Q + qptrs, mask=qmask, other=0.0)
+    (tile, b, h, HD, row0, qi, q_ok, lo0, hi0, lo1, hi1, lo2, hi2, offs_d, d_ok, qptrs, qmask,
+     q) = _program_tile(Q, QI, QV, QB, N, HEADS, D, QT, NDIM, BLOCK_M, BLOCK_D)  # fmt: skip
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
@@ -112,17 +122,8 @@ def _na_bwd_kernel(Q, K, V, EK, EV, DO, LSE, DELTA, DQ, DK, DV, DEK, DEV,
                    NDIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
                    DOT_FP32: tl.constexpr):  # fmt: skip
-    tile = tl.program_id(0).to(tl.int64)
-    bh = tl.program_id(1).to(tl.int64)
-    b, h = bh // HEADS, bh % HEADS
-    HD = HEADS * D
-    row0 = b * N * HD + h * D
-    qi, q_ok, lo0, hi0, lo1, hi1, lo2, hi2 = _tile_queries(QI, QV, QB, tile, QT, BLOCK_M, NDIM)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = offs_d < D
-    qptrs = row0 + qi[:, None] * HD + offs_d[None, :]
-    qmask = q_ok[:, None] & d_ok[None, :]
-    q = tl.load(Q + qptrs, mask=qmask, other=0.0)
+    (tile, b, h, HD, row0, qi, q_ok, lo0, hi0, lo1, hi1, lo2, hi2, offs_d, d_ok, qptrs, qmask,
+     q) = _program_tile(Q, QI, QV, QB, N, HEADS, D, QT, NDIM, BLOCK_M, BLOCK_D)  # fmt: skip
     do = tl.load(DO + qptrs, mask=qmask, other=0.0)
     stat = (b * N + qi) * HEADS + h
     lse = tl.load(LSE + stat, mask=q_ok, other=0.0)
