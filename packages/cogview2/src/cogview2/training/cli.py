@@ -1,7 +1,7 @@
 """``cogview2 train <recipe> --config FILE [--resume]``: the argparse layer of the recipes.
 
 cogview2 train text-tokenizer --config configs/emoji-demo.toml
-torchrun --nproc_per_node 2 -m cogview2 train coglm --config configs/emoji-demo.toml
+torchrun --nproc-per-node 2 -m cogview2 train coglm --config configs/emoji-demo.toml
 cogview2 train all --config configs/emoji-demo.toml --resume
 """
 
@@ -35,7 +35,8 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train the tokenizers, CogLM, DSR and ITERSR on the emoji data set",
         description="Run one training recipe (or all of them) from a TOML config; every recipe "
-        "is resumable, runs in one process, under torchrun (DDP; FSDP on GPUs) or on a GPU.",
+        "is resumable, runs in one process, under torchrun (DDP, or FSDP2 with fsdp = true; "
+        "CPUs or GPUs) or on a GPU.",
     )
     p.add_argument("recipe", choices=[*RECIPE_NAMES, "all"])
     p.add_argument("--config", type=Path, required=True, help="recipe TOML file")
