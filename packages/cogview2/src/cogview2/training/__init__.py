@@ -2,7 +2,7 @@
 
 Each recipe reads one section of a TOML config (`load_training_config`), writes into
 ``<workdir>/<stage>/``, resumes from its last checkpoint, and runs in one process, under
-``torchrun`` (DDP; FSDP on GPUs) or on a GPU. ``add_train_commands`` registers
+``torchrun`` (DDP, or FSDP2 with ``fsdp = true``; CPUs or GPUs) or on a GPU. ``add_train_commands`` registers
 ``cogview2 train <recipe> --config FILE [--resume]``.
 """
 

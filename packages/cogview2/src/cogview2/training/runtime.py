@@ -135,7 +135,8 @@ def wrap_model(model: nn.Module, cfg: OptimConfig, shard_units: list[nn.Module])
         model: The module to train (parameters already on their device).
         cfg: ``fsdp`` selects FSDP2 (``fully_shard`` on each of ``shard_units``, then the whole);
             ``fsdp_mixed_precision`` and ``autocast`` choose its parameter dtype.
-        shard_units: Submodules sharded individually with FSDP (the transformer layers).
+        shard_units: Submodules sharded individually with FSDP2 (the transformer layers; DSR
+            adds its ``attention_plus`` projections).
     """
     return wrap_for_training(
         model,
