@@ -78,7 +78,9 @@ def train(
     Each process takes its contiguous share of every global batch. Checkpoints (model,
     optimizer, step) go to ``out_dir/step-<N>/`` atomically in the sharded format of
     `torch.distributed.checkpoint`, which any number of processes can resume;
-    ``out_dir/log.jsonl`` gets one line per step (rank 0).
+    ``out_dir/log.jsonl`` gets one line per step (rank 0). Under FSDP2 ``model`` itself is
+    sharded in place and stays so: gather its weights with
+    `coglm_core.distributed.full_model_state` (every rank) before saving them.
 
     Returns:
         the per-step statistics of this call (loss, per-modality mean losses).
