@@ -105,17 +105,21 @@ def test_rerun_redoes_only_what_a_kill_lost(tiny_pipe, tmp_path):
     run_batch(lambda: tiny_pipe, prompts, ref, settings, ONE, log=None)
     reference = _pngs(ref)
 
-    calls = []
+    class DiesOnThirdCall:
+        calls = 0
 
-    def dies_on_third_call(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise _Killed
-        return tiny_pipe(*args, **kwargs)
+        def __getattr__(self, name):
+            return getattr(tiny_pipe, name)
+
+        def __call__(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 3:
+                raise _Killed
+            return tiny_pipe(*args, **kwargs)
 
     out = tmp_path / "out"
     with pytest.raises(_Killed):
-        run_batch(lambda: dies_on_third_call, prompts, out, settings, ONE, log=None)
+        run_batch(DiesOnThirdCall, prompts, out, settings, ONE, log=None)
     assert len(read_manifest(out)) == 2 and not (out / MANIFEST_FILE).exists()
     part = next(out.glob("manifest.rank*.jsonl"))
     with open(part, "a", encoding="utf-8") as f:
@@ -140,6 +144,14 @@ def test_other_settings_in_the_same_folder_are_refused(prompts_file, weights, tm
     assert "holds a run with other settings" in err and "seed: 5 there, 6 now" in err
     assert main(_argv(prompts_file, weights, out, "--stages", "coarse,dsr")) == 2
     assert "stages: ['coarse'] there, ['coarse', 'dsr'] now" in capsys.readouterr().err
+
+
+def test_a_prompt_too_long_fails_before_any_image(tiny_pipe, tmp_path):
+    prompts = ["a red apple", " ".join(["panda"] * 200)]
+    settings = BatchSettings(num_images=1, seed=0, weights=weights_identity(None))
+    with pytest.raises(ValueError, match=r"1 of 2 prompts cannot be drawn, e\.g\. prompt 1"):
+        run_batch(lambda: tiny_pipe, prompts, tmp_path / "out", settings, ONE, log=None)
+    assert not list((tmp_path / "out").glob("*.png"))
 
 
 def test_jobs_and_seeds():

@@ -463,7 +463,8 @@ def run_batch(
         `BatchResult` of this rank.
 
     Raises:
-        ValueError: no prompts, a file in place of the folder, or a folder holding a run with
+        ValueError: no prompts, a prompt the weights cannot take (too long; checked before any
+            image is drawn), a file in place of the folder, or a folder holding a run with
             other settings.
     """
     import torch
@@ -476,6 +477,7 @@ def run_batch(
     output.mkdir(parents=True, exist_ok=True)
     check_run_settings(output, settings.to_dict(prompts), write=session.rank == 0)
     pipe = load()
+    _check_prompts(pipe, prompts, settings.style)
     done = {
         key
         for key, record in read_manifest(output).items()
@@ -544,6 +546,23 @@ def run_batch(
                 f"{session.world_size} process(es)); manifest: {manifest}"
             )
     return BatchResult(total, skipped, written, elapsed, manifest)
+
+
+def _check_prompts(pipe: CogView2Pipeline, prompts: Sequence[str], style: str | None) -> None:
+    """Fail before any image is drawn when a prompt is too long for the weights (a run of
+    hours should not stop at prompt 20,000)."""
+    bad = []
+    for p, prompt in enumerate(prompts):
+        try:
+            pipe.encode_prompt(prompt, style)
+        except ValueError as err:
+            bad.append((p, str(err)))
+    if bad:
+        p, reason = bad[0]
+        raise ValueError(
+            f"{len(bad)} of {len(prompts)} prompts cannot be drawn, e.g. prompt {p} "
+            f"({prompts[p][:60]!r}): {reason}"
+        )
 
 
 def _write_grids(output: Path, prompts: Sequence[str], num_images: int) -> None:
