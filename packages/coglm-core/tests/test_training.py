@@ -130,3 +130,26 @@ def test_two_process_torchrun_equals_single_process(tmp_path) -> None:
         init["transformer.layers.0.mlp.dense_h_to_4h.weight"],
         single["transformer.layers.0.mlp.dense_h_to_4h.weight"],
     )
+
+
+def test_caption_only_from_forces_the_caption_task(tmp_path) -> None:
+    """Indices >= caption_only_from take the caption task; the others are untouched."""
+    from coglm_core.training import make_batch
+
+    data = TokenDataset(_data(tmp_path / "d.bin"), 32)
+    config = CogLMConfig.tiny()
+    base = TrainConfig(global_batch_size=4, caption_ratio=0.0, seed=3)
+    only = TrainConfig(**{**base.__dict__, "caption_only_from": 4})
+    forced = TrainConfig(**{**base.__dict__, "caption_ratio": 0.999999})
+    indices = [1, 2, 4, 5]  # text-image samples (i % 3 != 0)
+    for step in range(3):
+        got = make_batch(data, indices, config, only, step)
+        plain = make_batch(data, indices, config, base, step)
+        caption = make_batch(data, indices, config, forced, step)
+        tensors = [k for k, v in got.items() if isinstance(v, torch.Tensor)]
+        for key in tensors:  # rows 0-1 as without it, rows 2-3 captioned
+            torch.testing.assert_close(got[key][:2], plain[key][:2], rtol=0, atol=0)
+            torch.testing.assert_close(got[key][2:], caption[key][2:], rtol=0, atol=0)
+        assert any(not torch.equal(plain[k][2:], caption[k][2:]) for k in tensors)
+    with pytest.raises(ValueError, match="caption_only_from must be None or an index >= 0"):
+        TrainConfig(caption_only_from=-1)

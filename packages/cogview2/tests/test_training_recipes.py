@@ -322,10 +322,25 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
         cfg,
         tmp_path,
         ("coglm",),
-        coglm=dataclasses.replace(cfg.coglm, caption_end=True, caption_ratio=0.9),
+        coglm=dataclasses.replace(
+            cfg.coglm, caption_end=True, caption_ratio=0.9, caption_roundtrip=True
+        ),
     )
     out = run_recipe("all", run, progress=False)
     assert not run.stage_dirs["dsr"].exists() and not run.stage_dirs["itersr"].exists()
+    # caption_roundtrip: a caption-only copy of every sample, image tokens decoded and re-encoded
+    from coglm_core import TokenDataset
+    from cogview2.training.roundtrip import ROUNDTRIP_FILE, roundtrip_ids
+    from cogview2.training.tokenizers import load_trained_tokenizer
+
+    folder = run.stage_dirs["tokenize"]
+    seq = run.tokenize.text_slots + 1 + (run.data.low_size // 8) ** 2
+    plain = torch.stack(list(TokenDataset(folder / "coglm-train.bin", seq)))
+    again = torch.stack(list(TokenDataset(folder / ROUNDTRIP_FILE, seq)))
+    n_img = (run.data.low_size // 8) ** 2
+    assert torch.equal(again[:, :-n_img], plain[:, :-n_img])  # the same captions
+    want = roundtrip_ids(load_trained_tokenizer(run), plain[:, -n_img:])
+    assert torch.equal(again[:, -n_img:], want) and not torch.equal(want, plain[:, -n_img:])
     old, new = (
         _tensors(weights / "coglm/model.safetensors"),
         _tensors(out / "coglm/model.safetensors"),
@@ -357,6 +372,8 @@ def test_start_from_and_retrain_are_checked():
         dataclasses.replace(cfg.dsr, train_base="yes")
     with pytest.raises(ValueError, match="caption_end needs variant = 'paper'"):
         dataclasses.replace(cfg.coglm, variant="released", caption_end=True)
+    with pytest.raises(ValueError, match="caption_roundtrip must be true or false"):
+        dataclasses.replace(cfg.coglm, caption_roundtrip="yes")
     for name in ("emoji-demo-sr.toml", "emoji-demo-captions.toml"):  # the shipped chains parse
         chain = load_training_config(PACKAGE / "configs" / name)
         assert chain.start_from and chain.retrain

@@ -47,6 +47,9 @@ class TrainConfig:
             (the unconditional model of classifier-free guidance; 0 = the release's mix).
         caption_end: the caption task also learns the pad after the caption, its end
             (``paper`` variant; not in the release; see `image_text_understanding_example`).
+        caption_only_from: dataset indices from this one on always take the caption task
+            (e.g. samples whose image tokens went through a decode/encode round trip: they teach
+            captioning of re-encoded pictures but are no generation targets); None = off.
         checkpoint_every: steps between checkpoints (the last step is always saved).
         keep_checkpoints: how many step folders to keep.
         autocast_dtype: "bfloat16"/"float16" autocast, or None for the parameter dtype.
@@ -74,6 +77,7 @@ class TrainConfig:
     mask_ratio: float = 0.75
     text_dropout: float = 0.0
     caption_end: bool = False
+    caption_only_from: int | None = None
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     autocast_dtype: str | None = None
@@ -93,6 +97,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.caption_end and self.variant != "paper":
             raise ValueError("caption_end needs variant='paper' (the released layout has no end)")
+        if self.caption_only_from is not None and (
+            isinstance(self.caption_only_from, bool)
+            or not isinstance(self.caption_only_from, int)
+            or self.caption_only_from < 0
+        ):
+            raise ValueError(
+                f"caption_only_from must be None or an index >= 0, got {self.caption_only_from!r}"
+            )
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based)."""
@@ -150,8 +162,12 @@ def make_batch(
     cfg: TrainConfig,
     step: int,
 ) -> dict[str, Any]:
-    """Collated batch; each sample's strategy randomness is seeded by (seed, step, index)."""
+    """Collated batch; each sample's strategy randomness is seeded by (seed, step, index).
+
+    Samples at indices >= ``cfg.caption_only_from`` take the caption task (ratio 1).
+    """
     examples = []
+    only = cfg.caption_only_from
     for i in indices:
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1_000_033 + int(i))
         examples.append(
@@ -160,7 +176,7 @@ def make_batch(
                 model_config,
                 gen,
                 variant=cfg.variant,
-                caption_ratio=cfg.caption_ratio,
+                caption_ratio=1.0 if only is not None and i >= only else cfg.caption_ratio,
                 mask_ratio=cfg.mask_ratio,
                 text_dropout=cfg.text_dropout,
                 caption_end=cfg.caption_end,

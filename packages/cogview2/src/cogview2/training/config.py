@@ -256,6 +256,9 @@ class CogLMRecipe(OptimConfig):
             guidance (``PipelineConfig.guidance_scale``) contrasts with the prompt.
         caption_end: The caption task also learns the pad that ends a caption, so that
             ``CogView2Pipeline.caption`` stops there (``paper`` variant; not in the release).
+        caption_roundtrip: Add a caption-only copy of every sample whose image tokens went
+            through decode → encode (``training.roundtrip``), so that captions of pictures the
+            pipeline drew (which re-encode to other tokens) name what they show.
     """
 
     num_layers: int = 6
@@ -267,11 +270,15 @@ class CogLMRecipe(OptimConfig):
     patch_size: int = 4
     text_dropout: float = 0.0
     caption_end: bool = False
+    caption_roundtrip: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.caption_end, bool):
-            raise ValueError(f"[coglm] caption_end must be true or false, got {self.caption_end!r}")
+        for name in ("caption_end", "caption_roundtrip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"[coglm] {name} must be true or false, got {getattr(self, name)!r}"
+                )
         if self.caption_end and self.variant != "paper":
             raise ValueError("[coglm] caption_end needs variant = 'paper'")
         for name in ("caption_ratio", "text_dropout"):

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
+from torch.utils.data import ConcatDataset
 
 from coglm_core import CogLM, CogLMConfig, TokenDataset, TrainConfig, save_pretrained, train
 from coglm_core.distributed import full_model_state, is_fsdp
@@ -19,6 +20,7 @@ from icetk import VocabularyLayout
 
 from ..layout import coglm_id_fields, layout_pad_id
 from .config import FINAL, TrainingConfig
+from .roundtrip import ROUNDTRIP_FILE, ensure_roundtrip_samples
 from .runtime import barrier, default_device, is_main
 from .tokenize_data import cfg_low, ensure_coglm_samples
 from .tokenizers import load_trained_tokenizer
@@ -53,8 +55,9 @@ def coglm_config(cfg: TrainingConfig, layout: VocabularyLayout) -> CogLMConfig:
     )
 
 
-def train_config(cfg: TrainingConfig) -> TrainConfig:
-    """``coglm_core.TrainConfig`` of the recipe."""
+def train_config(cfg: TrainingConfig, caption_only_from: int | None = None) -> TrainConfig:
+    """``coglm_core.TrainConfig`` of the recipe (``caption_only_from``: where the caption-only
+    round-trip samples start in the dataset)."""
     rc = cfg.coglm
     return TrainConfig(
         global_batch_size=rc.batch_size,
@@ -69,6 +72,7 @@ def train_config(cfg: TrainingConfig) -> TrainConfig:
         caption_ratio=rc.caption_ratio,
         text_dropout=rc.text_dropout,
         caption_end=rc.caption_end,
+        caption_only_from=caption_only_from,
         checkpoint_every=rc.checkpoint_every,
         autocast_dtype=rc.autocast or None,
         fsdp=rc.fsdp,
@@ -98,6 +102,14 @@ def pretrain_recipe(
         ensure_coglm_samples(cfg, layout_pad_id(tokenizer.layout))
     barrier()
     data = TokenDataset(cfg.stage_dirs["tokenize"] / "coglm-train.bin", model_cfg.sequence_length)
+    caption_only_from = None
+    if cfg.coglm.caption_roundtrip:  # caption-only copies on decode → encode tokens
+        if is_main():
+            ensure_roundtrip_samples(cfg, tokenizer, model_cfg.sequence_length, progress=progress)
+        barrier()
+        extra = TokenDataset(cfg.stage_dirs["tokenize"] / ROUNDTRIP_FILE, model_cfg.sequence_length)
+        caption_only_from = len(data)
+        data = ConcatDataset([data, extra])
     torch.manual_seed(cfg.coglm.seed)
     if cfg.start_from:  # fine-tune the weights folder's CogLM (its own sizes)
         model = load_coglm(
@@ -107,7 +119,7 @@ def pretrain_recipe(
         model = CogLM(model_cfg).to(default_device(device))
     n = sum(p.numel() for p in model.parameters())
     _log.info("coglm: %.2fM parameters, %d samples", n / 1e6, len(data))
-    train(model, data, train_config(cfg), out, progress=progress)
+    train(model, data, train_config(cfg, caption_only_from), out, progress=progress)
     if is_fsdp(model):  # sharded parameters: gather them (every rank) and write on rank 0
         state = full_model_state(model)
         if is_main():
