@@ -390,3 +390,20 @@ def test_default_stages_come_from_the_pipeline_config(tiny_pipe) -> None:
     assert PipelineConfig.from_dict({"default_stages": ["coarse"]}).default_stages == ("coarse",)
     with pytest.raises(ValueError, match="default_stages must be one of"):
         PipelineConfig(default_stages=("dsr",))
+
+
+def test_super_resolve_redraws_a_call_from_its_stage1_tokens(tiny_pipe) -> None:
+    """``super_resolve`` runs the SR stages of a call: with the generator in the state stage 1
+    left it in, it gives the call's tokens, bit for bit."""
+    stages = ("coarse", "dsr", "itersr")
+    full = tiny_pipe("a red apple", num_images=2, stages=stages, output_type="tokens",
+                     progress=False, generator=torch.Generator().manual_seed(3))  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    low = tiny_pipe("a red apple", num_images=2, stages=("coarse",), output_type="tokens",
+                    progress=False, generator=g).tokens  # fmt: skip
+    assert torch.equal(low, full.low_res_tokens)
+    again = tiny_pipe.super_resolve("a red apple", low, stages=stages, generator=g,
+                                    output_type="tokens")  # fmt: skip
+    assert torch.equal(again.tokens, full.tokens) and torch.equal(again.low_res_tokens, low)
+    with pytest.raises(ValueError, match="low_res_tokens must be"):
+        tiny_pipe.super_resolve("a red apple", low[:, :3])

@@ -323,7 +323,7 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
         tmp_path,
         ("coglm",),
         coglm=dataclasses.replace(
-            cfg.coglm, caption_end=True, caption_ratio=0.9, caption_roundtrip=True
+            cfg.coglm, caption_end=True, caption_ratio=0.9, caption_roundtrip="decode"
         ),
     )
     out = run_recipe("all", run, progress=False)
@@ -356,6 +356,42 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_pipeline_roundtrip_samples_hold_the_tokens_of_drawn_pictures(trained, tmp_path):
+    """caption_roundtrip = 'pipeline': each caption-only copy holds the stage-1 ids of the
+    picture the start_from weights' SR stages draw from the sample's grid and caption."""
+    from coglm_core import TokenDataset
+    from cogview2 import CogView2Pipeline
+    from cogview2.training.roundtrip import ROUNDTRIP_FILE, ensure_roundtrip_samples
+    from cogview2.training.tokenize_data import ensure_coglm_samples
+    from cogview2.training.tokenizers import load_trained_tokenizer
+
+    cfg, weights = trained
+    run = _on_weights(cfg, tmp_path, ("coglm",),
+                      coglm=dataclasses.replace(cfg.coglm, caption_roundtrip="pipeline"))  # fmt: skip
+    shutil.copytree(cfg.stage_dirs["tokenize"], run.stage_dirs["tokenize"])
+    tokenizer = load_trained_tokenizer(run)
+    pipe = CogView2Pipeline.from_pretrained(weights, dtype=torch.float32)
+    ensure_coglm_samples(run, pipe.coglm.config.pad_id)
+    seq = pipe.coglm.config.sequence_length
+    path = ensure_roundtrip_samples(run, tokenizer, seq, progress=False)
+    assert path.name == ROUNDTRIP_FILE
+    plain = torch.stack(list(TokenDataset(run.stage_dirs["tokenize"] / "coglm-train.bin", seq)))
+    again = torch.stack(list(TokenDataset(path, seq)))
+    n_img = pipe.low_grid**2
+    assert torch.equal(again[:, :-n_img], plain[:, :-n_img])
+    # the first sample, redrawn by hand as a caption of the drawn picture would see it
+    text = plain[0, :-n_img].tolist()
+    prompt = tokenizer.decode_text(text[: text.index(pipe.coglm.config.pad_id)])
+    grids = torch.unique(plain[:, -n_img:], dim=0)
+    index = int((grids == plain[0, -n_img:]).all(1).nonzero()[0])
+    picture = pipe.super_resolve(
+        prompt, plain[:1, -n_img:], generator=torch.Generator().manual_seed(index)
+    ).images
+    want = pipe._encode(picture.float(), pipe.low_image_size).reshape(-1)
+    assert torch.equal(again[0, -n_img:], want)
+    assert ensure_roundtrip_samples(run, tokenizer, seq, progress=False) == path  # up to date
+
+
 def test_start_from_and_retrain_are_checked():
     cfg = load_training_config(PACKAGE / "configs" / "tiny-test.toml")
     with pytest.raises(ValueError, match="start_from and retrain go together"):
@@ -372,8 +408,10 @@ def test_start_from_and_retrain_are_checked():
         dataclasses.replace(cfg.dsr, train_base="yes")
     with pytest.raises(ValueError, match="caption_end needs variant = 'paper'"):
         dataclasses.replace(cfg.coglm, variant="released", caption_end=True)
-    with pytest.raises(ValueError, match="caption_roundtrip must be true or false"):
+    with pytest.raises(ValueError, match="caption_roundtrip must be '', 'decode' or 'pipeline'"):
         dataclasses.replace(cfg.coglm, caption_roundtrip="yes")
+    with pytest.raises(ValueError, match="caption_roundtrip = 'pipeline' needs start_from"):
+        dataclasses.replace(cfg, coglm=dataclasses.replace(cfg.coglm, caption_roundtrip="pipeline"))
     for name in ("emoji-demo-sr.toml", "emoji-demo-captions.toml"):  # the shipped chains parse
         chain = load_training_config(PACKAGE / "configs" / name)
         assert chain.start_from and chain.retrain

@@ -315,24 +315,7 @@ class CogView2Pipeline:
         if candidates:
             keep = torch.argsort(scores, descending=True, stable=True)[:num_images]
             low, scores = low[keep], scores[keep]
-        tokens = low
-        if "dsr" in stages:
-            tokens = self._run_dsr(bar, text_ids, low, recipe, generator)
-        if "itersr" in stages:
-            tokens = self._run_stage(
-                "itersr",
-                bar,
-                lambda model, batch: iterative_super_resolution(
-                    model,
-                    text_ids,
-                    tokens,
-                    generator=generator,
-                    max_batch=batch,
-                    top_k=recipe.lopar_top_k,
-                    temperature=recipe.lopar_temperature,
-                    passes=recipe.lopar_passes,
-                ),
-            )
+        tokens = self._super_resolve(bar, text_ids, low, recipe, stages, generator)
         bar.close()
         if post_select:
             if scores is None:
@@ -400,6 +383,73 @@ class CogView2Pipeline:
         bar.seconds[name] = time.perf_counter() - start
         bar.done()
         return out
+
+    def _super_resolve(
+        self,
+        bar: StageProgress,
+        text_ids: list[int],
+        low: Tensor,
+        recipe: SamplingRecipe,
+        stages: Sequence[str],
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """The SR stages of ``stages`` on (N, g²) stage-1 ids: (N, 60²) ids, or ``low``."""
+        tokens = low
+        if "dsr" in stages:
+            tokens = self._run_dsr(bar, text_ids, low, recipe, generator)
+        if "itersr" in stages:
+            tokens = self._run_stage(
+                "itersr",
+                bar,
+                lambda model, batch: iterative_super_resolution(
+                    model,
+                    text_ids,
+                    tokens,
+                    generator=generator,
+                    max_batch=batch,
+                    top_k=recipe.lopar_top_k,
+                    temperature=recipe.lopar_temperature,
+                    passes=recipe.lopar_passes,
+                ),
+            )
+        return tokens
+
+    @torch.no_grad()
+    def super_resolve(
+        self,
+        prompt: str,
+        low_res_tokens: Tensor,
+        *,
+        style: str | SamplingRecipe | None = None,
+        stages: Sequence[str] | None = None,
+        generator: torch.Generator | None = None,
+        output_type: OutputType = "pt",
+    ) -> CogView2Output:
+        """Run the SR stages of a call on given stage-1 tokens (e.g. a real picture's).
+
+        Args:
+            prompt: Raw text (the style template is applied here).
+            low_res_tokens: (N, g, g) or (N, g²) stage-1 ids.
+            style, generator, output_type: As for ``__call__``.
+            stages: ``("coarse", "dsr")`` or ``("coarse", "dsr", "itersr")`` (stage 1 is not
+                run again); None: ``config.default_stages``.
+
+        Returns:
+            `CogView2Output` (no scores).
+        """
+        low = low_res_tokens.reshape(low_res_tokens.shape[0], -1).long()
+        if low.shape[1] != self.low_grid**2:
+            raise ValueError(
+                f"low_res_tokens must be (N, {self.low_grid}, {self.low_grid}) ids, "
+                f"got {tuple(low_res_tokens.shape)}"
+            )
+        recipe = get_recipe(style or self.config.default_style)
+        stages, _ = self.check_inputs(prompt, num_images=low.shape[0], stages=stages,
+                                      output_type=output_type)  # fmt: skip
+        text_ids = self.encode_prompt(prompt, recipe)
+        bar = StageProgress(len(stages) - 1, enabled=False)
+        tokens = self._super_resolve(bar, text_ids, low.to(self.device), recipe, stages, generator)
+        return self._output(tokens, low, None, output_type)
 
     def _run_dsr(
         self,

@@ -256,9 +256,10 @@ class CogLMRecipe(OptimConfig):
             guidance (``PipelineConfig.guidance_scale``) contrasts with the prompt.
         caption_end: The caption task also learns the pad that ends a caption, so that
             ``CogView2Pipeline.caption`` stops there (``paper`` variant; not in the release).
-        caption_roundtrip: Add a caption-only copy of every sample whose image tokens went
-            through decode → encode (``training.roundtrip``), so that captions of pictures the
-            pipeline drew (which re-encode to other tokens) name what they show.
+        caption_roundtrip: ``""`` (off), ``"decode"`` or ``"pipeline"`` (needs ``start_from``):
+            add a caption-only copy of every sample whose image tokens made that round trip
+            (``training.roundtrip``), so that captions of pictures the pipeline drew (which
+            re-encode to other tokens) name what they show.
     """
 
     num_layers: int = 6
@@ -270,15 +271,17 @@ class CogLMRecipe(OptimConfig):
     patch_size: int = 4
     text_dropout: float = 0.0
     caption_end: bool = False
-    caption_roundtrip: bool = False
+    caption_roundtrip: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("caption_end", "caption_roundtrip"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"[coglm] {name} must be true or false, got {getattr(self, name)!r}"
-                )
+        if not isinstance(self.caption_end, bool):
+            raise ValueError(f"[coglm] caption_end must be true or false, got {self.caption_end!r}")
+        if self.caption_roundtrip not in ("", "decode", "pipeline"):
+            raise ValueError(
+                "[coglm] caption_roundtrip must be '', 'decode' or 'pipeline', "
+                f"got {self.caption_roundtrip!r}"
+            )
         if self.caption_end and self.variant != "paper":
             raise ValueError("[coglm] caption_end needs variant = 'paper'")
         for name in ("caption_ratio", "text_dropout"):
@@ -433,6 +436,11 @@ class TrainingConfig:
                 raise ValueError(
                     f"[{name}] init = 'start_from' needs start_from (a weights folder)"
                 )
+        if self.coglm.caption_roundtrip == "pipeline" and not self.start_from:
+            raise ValueError(
+                "[coglm] caption_roundtrip = 'pipeline' needs start_from (a weights folder whose "
+                "SR stages draw the pictures)"
+            )
 
     def trains(self, model: str) -> bool:
         """Whether this run trains ``model`` (``"coglm"``, ``"dsr"`` or ``"itersr"``) rather

@@ -103,7 +103,7 @@ def pretrain_recipe(
     barrier()
     data = TokenDataset(cfg.stage_dirs["tokenize"] / "coglm-train.bin", model_cfg.sequence_length)
     caption_only_from = None
-    if cfg.coglm.caption_roundtrip:  # caption-only copies on decode → encode tokens
+    if cfg.coglm.caption_roundtrip:  # caption-only copies on round-trip image tokens
         if is_main():
             ensure_roundtrip_samples(cfg, tokenizer, model_cfg.sequence_length, progress=progress)
         barrier()

@@ -1,11 +1,18 @@
 """Caption samples on round-trip image tokens (``[coglm] caption_roundtrip``).
 
-A picture the pipeline drew does not re-encode to the tokens it was drawn from: decoding a
-20×20 grid of the demo's renders and encoding the decoded picture again keeps only 27–63 % of
-the tokens (the README's four concepts), and the demo's captions of such pictures named other
-concepts. With ``caption_roundtrip`` every CogLM sample gets a copy whose image tokens went through
-decode → encode with the run's tokenizer; the copies train only the caption task
-(``coglm_core.TrainConfig.caption_only_from``), so the generation targets stay the renders'.
+A picture the pipeline drew does not re-encode to the tokens it was drawn from. On the README's
+four concepts, the 480 px picture the demo draws re-encodes (at 160 px) to 18–52 % of its stage-1
+tokens (the render's), and the demo's captions of such pictures named other concepts in 6 of 16
+cases. With ``caption_roundtrip`` every CogLM sample gets a copy whose image tokens made a round
+trip; the copies train only the caption task (``coglm_core.TrainConfig.caption_only_from``), so
+the generation targets stay the renders'. Two round trips:
+
+- ``"decode"``: decode the 20×20 grid, encode the picture again (27–63 % of tokens kept; closer
+  to a drawn picture's than the render's, but not close: 41–63 %);
+- ``"pipeline"``: the SR stages of the ``start_from`` weights draw the 480 px picture from the
+  grid and the sample's caption (as ``cogview2 generate`` does after stage 1), which is brought
+  to 160 px and encoded as ``CogView2Pipeline.caption`` does: the tokens a caption of a drawn
+  picture sees.
 """
 
 from __future__ import annotations
@@ -58,25 +65,75 @@ def roundtrip_ids(
     return torch.cat(out) if out else grids.reshape(0, grid * grid)
 
 
+@torch.no_grad()
+def pipeline_roundtrip_ids(
+    pipe, prompts: list[str], ids: torch.Tensor, *, seed: int = 0, progress: bool = True
+) -> torch.Tensor:
+    """The stage-1 ids of the pictures the pipeline's SR stages draw from ``ids``.
+
+    Args:
+        pipe: A ``CogView2Pipeline`` (its default style and stages).
+        prompts: One raw prompt per grid.
+        ids: (N, g²) stage-1 ids.
+        seed: Picture i is drawn with ``torch.Generator().manual_seed(seed + i)``.
+        progress: A progress bar.
+
+    Returns:
+        (N, g²) long: each picture brought to the stage-1 size and encoded as
+        ``CogView2Pipeline.caption`` does.
+    """
+    out = []
+    for i in tqdm(range(len(prompts)), disable=not progress, desc="round trip (pipeline)"):
+        gen = torch.Generator().manual_seed(seed + i)
+        picture = pipe.super_resolve(prompts[i], ids[i : i + 1], generator=gen).images
+        out.append(pipe._encode(picture.float(), pipe.low_image_size).reshape(1, -1).long())
+    return torch.cat(out) if out else ids.reshape(0, ids.shape[-1]).long()
+
+
+def _pipeline_ids(cfg: TrainingConfig, tokenizer: IceTokenizer, samples: torch.Tensor,
+                  n_img: int, progress: bool) -> torch.Tensor:  # fmt: skip
+    """``pipeline_roundtrip_ids`` of the samples, each distinct grid drawn once with the English
+    caption of its first sample."""
+    from ..pipeline import CogView2Pipeline
+
+    pipe = CogView2Pipeline.from_pretrained(cfg.start_from, dtype=torch.float32)
+    pad = pipe.coglm.config.pad_id
+    grids, first = torch.unique(samples[:, -n_img:], dim=0, return_inverse=True)
+    prompts = [""] * len(grids)
+    for row in reversed(range(len(samples))):  # the first sample of each grid wins
+        text = samples[row, :-n_img].tolist()
+        prompts[int(first[row])] = tokenizer.decode_text(
+            text[: text.index(pad)] if pad in text else text
+        )
+    drawn = pipeline_roundtrip_ids(pipe, prompts, grids, progress=progress)
+    return drawn[first]
+
+
 def ensure_roundtrip_samples(
     cfg: TrainingConfig, tokenizer: IceTokenizer, sequence_length: int, *, progress: bool = True
 ) -> Path:
     """Write ``ROUNDTRIP_FILE`` from ``coglm-train.bin`` unless it is up to date (its meta
-    records the source file's SHA-256). Call on the main process only. Returns the file."""
+    records the source file's SHA-256 and the round trip). Call on the main process only.
+    Returns the file."""
     folder = cfg.stage_dirs["tokenize"]
     source = folder / "coglm-train.bin"
     path, meta_path = folder / ROUNDTRIP_FILE, folder / (ROUNDTRIP_FILE + ".json")
-    meta = {"source_sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    mode = cfg.coglm.caption_roundtrip
+    meta = {"source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "mode": mode,
+            "start_from": str(cfg.start_from) if mode == "pipeline" else None}  # fmt: skip
     fresh = path.is_file() and meta_path.is_file()
     if fresh and json.loads(meta_path.read_text(encoding="utf-8")) == meta:
         return path
     samples = torch.stack(list(TokenDataset(source, sequence_length)))  # (N, sequence_length)
     n_img = (cfg.data.low_size // 8) ** 2
-    chunks = []
-    for s in tqdm(range(0, len(samples), 256), disable=not progress, desc="round trip"):
-        chunks.append(roundtrip_ids(tokenizer, samples[s : s + 256, -n_img:]))
     again = samples.clone()
-    again[:, -n_img:] = torch.cat(chunks)
+    if mode == "pipeline":
+        again[:, -n_img:] = _pipeline_ids(cfg, tokenizer, samples, n_img, progress)
+    else:
+        chunks = []
+        for s in tqdm(range(0, len(samples), 256), disable=not progress, desc="round trip"):
+            chunks.append(roundtrip_ids(tokenizer, samples[s : s + 256, -n_img:]))
+        again[:, -n_img:] = torch.cat(chunks)
     kept = (again[:, -n_img:] == samples[:, -n_img:]).float().mean().item()
     write_token_file(path, again)
     atomic_write_text(meta_path, json.dumps(meta) + "\n")
