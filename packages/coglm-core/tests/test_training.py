@@ -133,7 +133,8 @@ def test_two_process_torchrun_equals_single_process(tmp_path) -> None:
 
 
 def test_caption_only_from_forces_the_caption_task(tmp_path) -> None:
-    """Indices >= caption_only_from take the caption task; the others are untouched."""
+    """Indices >= caption_only_from take the caption task with the caption's loss only; the
+    others are untouched."""
     from coglm_core.training import make_batch
 
     data = TokenDataset(_data(tmp_path / "d.bin"), 32)
@@ -149,7 +150,12 @@ def test_caption_only_from_forces_the_caption_task(tmp_path) -> None:
         tensors = [k for k, v in got.items() if isinstance(v, torch.Tensor)]
         for key in tensors:  # rows 0-1 as without it, rows 2-3 captioned
             torch.testing.assert_close(got[key][:2], plain[key][:2], rtol=0, atol=0)
-            torch.testing.assert_close(got[key][2:], caption[key][2:], rtol=0, atol=0)
+            if key != "loss_mask":
+                torch.testing.assert_close(got[key][2:], caption[key][2:], rtol=0, atol=0)
         assert any(not torch.equal(plain[k][2:], caption[k][2:]) for k in tensors)
+        # the caption's loss only: no image id is a target of rows 2-3
+        text = caption["labels"][2:] >= config.num_image_tokens
+        assert torch.equal(got["loss_mask"][2:], caption["loss_mask"][2:] & text)
+        assert bool(got["loss_mask"][2:].any()) and bool((caption["loss_mask"][2:] & ~text).any())
     with pytest.raises(ValueError, match="caption_only_from must be None or an index >= 0"):
         TrainConfig(caption_only_from=-1)

@@ -80,17 +80,31 @@ def test_readme_prompt_draws_its_concept_and_sr_adds_detail(pipe, prompt) -> Non
     assert float(psnr(real, final)) > float(psnr(real, bicubic.clamp(0, 1))) - 1.5
 
 
+def _assert_names(pipe, image, name: str) -> None:
+    """English and Chinese captions of ``image`` hold the concept's name in at most 8 words."""
+    english, chinese = CAPTION_OF[name]
+    en = pipe.caption(image, generator=torch.Generator().manual_seed(0))[0]
+    zh = pipe.caption(image, language="chinese", generator=torch.Generator().manual_seed(0))[0]
+    assert english in en and len(en.split()) <= 8, en
+    assert chinese in zh and len(re.split(r"[\s，,]+", zh.strip(" ，,"))) <= 8, zh
+
+
 @pytest.mark.parametrize("name", sorted(CAPTION_OF))
 def test_captions_of_real_renders_end_and_name_the_concept(pipe, name) -> None:
     """At 160 and 480 px, in English and in Chinese: the caption holds the concept's name and
     at most 8 words (the third chain's ran on to the length limit)."""
-    english, chinese = CAPTION_OF[name]
     for size in (160, 480):
-        image = _render(name, size)[0]
-        en = pipe.caption(image, generator=torch.Generator().manual_seed(0))[0]
-        zh = pipe.caption(image, language="chinese", generator=torch.Generator().manual_seed(0))[0]
-        assert english in en and len(en.split()) <= 8, en
-        assert chinese in zh and len(re.split(r"[\s，,]+", zh.strip(" ，,"))) <= 8, zh
+        _assert_names(pipe, _render(name, size)[0], name)
+
+
+@pytest.mark.parametrize("prompt", sorted(CONCEPT_OF))
+def test_captions_of_the_demos_own_pictures_name_the_concept(pipe, prompt) -> None:
+    """The picture the README's command draws (two seeds), captioned in English and Chinese:
+    the concept's name in at most 8 words (the fifth chain's weights: 10 of 16 captions)."""
+    for seed in (0, 1):
+        picture = pipe(prompt, output_type="pt", progress=False, score=False,
+                       generator=torch.Generator().manual_seed(seed)).images[0]  # fmt: skip
+        _assert_names(pipe, picture.float(), CONCEPT_OF[prompt])
 
 
 def test_completion_keeps_the_outside_of_a_real_picture_and_draws_the_prompt(pipe) -> None:

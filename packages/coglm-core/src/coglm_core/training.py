@@ -6,6 +6,8 @@ the same global batches.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -47,9 +49,10 @@ class TrainConfig:
             (the unconditional model of classifier-free guidance; 0 = the release's mix).
         caption_end: the caption task also learns the pad after the caption, its end
             (``paper`` variant; not in the release; see `image_text_understanding_example`).
-        caption_only_from: dataset indices from this one on always take the caption task
-            (e.g. samples whose image tokens went through a decode/encode round trip: they teach
-            captioning of re-encoded pictures but are no generation targets); None = off.
+        caption_only_from: dataset indices from this one on always take the caption task, with
+            the loss on the caption only (no masked-patch loss on their image tokens): e.g.
+            samples whose image tokens went through a decode/encode round trip teach captioning
+            of re-encoded pictures but are no image targets; None = off.
         checkpoint_every: steps between checkpoints (the last step is always saved).
         keep_checkpoints: how many step folders to keep.
         autocast_dtype: "bfloat16"/"float16" autocast, or None for the parameter dtype.
@@ -164,24 +167,28 @@ def make_batch(
 ) -> dict[str, Any]:
     """Collated batch; each sample's strategy randomness is seeded by (seed, step, index).
 
-    Samples at indices >= ``cfg.caption_only_from`` take the caption task (ratio 1).
+    Samples at indices >= ``cfg.caption_only_from`` take the caption task (ratio 1), with the
+    loss on the caption only.
     """
     examples = []
     only = cfg.caption_only_from
     for i in indices:
+        caption_only = only is not None and i >= only
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1_000_033 + int(i))
-        examples.append(
-            pretraining_example(
-                dataset[i],
-                model_config,
-                gen,
-                variant=cfg.variant,
-                caption_ratio=1.0 if only is not None and i >= only else cfg.caption_ratio,
-                mask_ratio=cfg.mask_ratio,
-                text_dropout=cfg.text_dropout,
-                caption_end=cfg.caption_end,
-            )
+        example = pretraining_example(
+            dataset[i],
+            model_config,
+            gen,
+            variant=cfg.variant,
+            caption_ratio=1.0 if caption_only else cfg.caption_ratio,
+            mask_ratio=cfg.mask_ratio,
+            text_dropout=cfg.text_dropout,
+            caption_end=cfg.caption_end,
         )
+        if caption_only:  # the caption's loss only: image ids are no targets here
+            text = example.labels >= model_config.num_image_tokens
+            example = dataclasses.replace(example, loss_mask=example.loss_mask & text)
+        examples.append(example)
     return collate(examples)
 
 
