@@ -7,7 +7,6 @@ the same global batches.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import os
