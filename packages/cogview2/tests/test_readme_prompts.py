@@ -70,14 +70,14 @@ def test_readme_prompt_draws_its_concept_and_sr_adds_detail(pipe, prompt) -> Non
     _, low = draw(("coarse",))
     target = pipe.tokenizer.encode_image(real_low, compression=8).flatten()
     assert (low == target).float().mean() > 0.9
-    # the default 480 px picture keeps what stage 1 drew: within 1.5 dB of stage 1 decoded and
-    # bicubic-upscaled (the README says it does not yet add detail; the third chain's SR lost
-    # 9 dB of it)
+    # the default 480 px picture keeps what stage 1 drew: at most 0.5 dB below stage 1 decoded
+    # and bicubic-upscaled (seventh chain: -0.1 to +2.2 dB on these four; 16 training concepts
+    # +1.3 dB on average; the third chain's SR lost 9 dB)
     small = pipe.tokenizer.decode_image(low.reshape(1, 20, 20), compression=8).float()
     bicubic = F.interpolate(small, size=(480, 480), mode="bicubic", align_corners=False)
     final = pipe(prompt, output_type="pt", progress=False, score=False,
                  generator=torch.Generator().manual_seed(0)).images.float()  # fmt: skip
-    assert float(psnr(real, final)) > float(psnr(real, bicubic.clamp(0, 1))) - 1.5
+    assert float(psnr(real, final)) > float(psnr(real, bicubic.clamp(0, 1))) - 0.5
 
 
 def _assert_names(pipe, image, name: str) -> None:
