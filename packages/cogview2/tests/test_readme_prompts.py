@@ -1,6 +1,7 @@
 """The README keeps its promises: every prompt it names draws its concept on the demo weights,
 super-resolution keeps the picture (the third chain's lost 9 dB of it), captions of the
-concepts' real renders name them in both languages, completion keeps the outside."""
+concepts' real renders and of the demo's own pictures of them name them in both languages,
+completion keeps the outside."""
 
 from __future__ import annotations
 
