@@ -65,13 +65,23 @@ def group_length(length: int, dilation: int, residue: int) -> int:
 
 
 def window_bounds(
-    g: torch.Tensor, group_len: int, kernel: int, causal: bool
+    g: torch.Tensor, group_len: int | torch.Tensor, kernel: int, causal: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last group position seen by group queries ``g`` (int64, same shape)."""
+    """First and last group position seen by group queries ``g`` (same shape; ``group_len``
+    an int, or a tensor broadcastable to ``g`` as in FlexAttention's ``mask_mod``)."""
     if causal:
         return (g - kernel + 1).clamp(min=0), g
-    start = (g - kernel // 2).clamp(min=0, max=group_len - kernel)
+    start = (g - kernel // 2).clamp(min=0)
+    start = torch.where(start > group_len - kernel, group_len - kernel, start)
     return start, start + kernel - 1
+
+
+def num_tiles(spec: NASpec, tile: tuple[int, ...]) -> int:
+    """Tiles of ``tile`` group positions per axis over every dilation group of ``spec``."""
+    return math.prod(
+        sum(-(-group_length(L, d, r) // t) for r in range(d))
+        for L, d, t in zip(spec.shape, spec.dilation, tile, strict=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -245,11 +255,9 @@ def choose_tile(
         if nq > max_queries or nq < floor:
             continue
         keys = math.prod(t + k - 1 for t, k in zip(tile, spec.kernel_size, strict=True))
-        tiles = math.prod(
-            sum(math.ceil(group_length(L, d, r) / t) for r in range(d))
-            for L, d, t in zip(spec.shape, spec.dilation, tile, strict=True)
+        cost = num_tiles(spec, tile) * (
+            nq * keys * score_passes + keys * head_dim * gather_passes + overhead
         )
-        cost = tiles * (nq * keys * score_passes + keys * head_dim * gather_passes + overhead)
         if best is None or cost < best[0]:
             best = (cost, tile)
     if best is None:  # a grid smaller than the tile floor: one tile per dilation group

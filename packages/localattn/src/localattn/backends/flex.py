@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from localattn._na_tiling import NASpec
+from localattn._na_tiling import NASpec, group_length, window_bounds
 from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
 from localattn.backends.base import Backend
@@ -63,12 +63,7 @@ def neighborhood_mask_mod(spec: NASpec):
             length, k, d = spec.shape[a], spec.kernel_size[a], spec.dilation[a]
             qi, ki = (q_idx // strides[a]) % length, (kv // strides[a]) % length
             r, g, kg = qi % d, qi // d, ki // d
-            group_len = length // d + (r < length % d).to(qi.dtype)
-            if spec.is_causal[a]:
-                lo, hi = torch.clamp(g - k + 1, min=0), g
-            else:
-                lo = torch.minimum(torch.clamp(g - k // 2, min=0), group_len - k)
-                hi = lo + k - 1
+            lo, hi = window_bounds(g, group_length(length, d, r), k, spec.is_causal[a])
             allowed = allowed & (ki % d == r) & (kg >= lo) & (kg <= hi)
         return allowed | (kv_idx >= n)
 

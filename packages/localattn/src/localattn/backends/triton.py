@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from localattn._na_tiling import NASpec, group_length, na_tables
+from localattn._na_tiling import NASpec, na_tables, num_tiles
 from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
 from localattn.backends._kernel_args import (
@@ -175,11 +175,7 @@ def na_kernel_tile(spec: NASpec, block_m: int, block_n: int) -> tuple[int, ...]:
         if math.prod(tile) > block_m:
             continue
         band = math.prod(t + k - 1 for t, k in zip(tile, spec.kernel_size, strict=True))
-        tiles = math.prod(
-            sum(-(-group_length(n, d, r) // t) for r in range(d))
-            for n, d, t in zip(spec.shape, spec.dilation, tile, strict=True)
-        )
-        cost = tiles * -(-band // block_n)
+        cost = num_tiles(spec, tile) * -(-band // block_n)
         if best is None or cost < best[0]:
             best = (cost, tile)
     assert best is not None  # the all-ones tile always fits
