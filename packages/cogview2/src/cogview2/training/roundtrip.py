@@ -30,6 +30,7 @@ from coglm_core.data import TokenDataset, write_token_file
 from icetk import IceTokenizer
 
 from .config import TrainingConfig
+from .tokenize_data import cfg_low
 
 ROUNDTRIP_FILE = "coglm-caption-roundtrip.bin"
 """Caption-only samples, beside ``coglm-train.bin`` in the tokenize folder."""
@@ -125,15 +126,12 @@ def ensure_roundtrip_samples(
     if fresh and json.loads(meta_path.read_text(encoding="utf-8")) == meta:
         return path
     samples = torch.stack(list(TokenDataset(source, sequence_length)))  # (N, sequence_length)
-    n_img = (cfg.data.low_size // 8) ** 2
+    n_img = cfg_low(cfg)
     again = samples.clone()
     if mode == "pipeline":
         again[:, -n_img:] = _pipeline_ids(cfg, tokenizer, samples, n_img, progress)
-    else:
-        chunks = []
-        for s in tqdm(range(0, len(samples), 256), disable=not progress, desc="round trip"):
-            chunks.append(roundtrip_ids(tokenizer, samples[s : s + 256, -n_img:]))
-        again[:, -n_img:] = torch.cat(chunks)
+    else:  # roundtrip_ids batches the decode/encode itself
+        again[:, -n_img:] = roundtrip_ids(tokenizer, samples[:, -n_img:])
     kept = (again[:, -n_img:] == samples[:, -n_img:]).float().mean().item()
     write_token_file(path, again)
     atomic_write_text(meta_path, json.dumps(meta) + "\n")
