@@ -19,6 +19,11 @@ def heads_view(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1]).transpose(1, 2)
 
 
+def lse_view(x: torch.Tensor) -> torch.Tensor:
+    """(B, *spatial, heads) -> (B, heads, N) view (strided, no copy)."""
+    return x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)
+
+
 def _problem(q, kernel_size, dilation, is_causal, dtype):
     spec = NASpec(tuple(q.shape[1:-2]), tuple(kernel_size), tuple(dilation), tuple(is_causal))
     tile = choose_tile(spec, q.shape[-1])
@@ -40,7 +45,7 @@ def na_reference_forward_impl(q, k, v, extra_k, extra_v, kernel_size, dilation, 
     tiled_forward(
         heads_view(q), heads_view(k), heads_view(v), ek, ev, ea,
         tab.q_index, tab.q_valid, tab.k_index, mask, scale,
-        heads_view(out), lse.reshape(lse.shape[0], -1, lse.shape[-1]).transpose(1, 2),
+        heads_view(out), lse_view(lse),
     )  # fmt: skip
     return out, lse
 
@@ -52,9 +57,6 @@ def na_reference_backward_impl(
     cdt = stat_dtype(q.dtype)
     tab, mask = _problem(q, kernel_size, dilation, is_causal, cdt)
     ek, ev, ea = _extras(extra_k, extra_v, cdt)
-
-    def lse_view(x):  # (B, *spatial, h) -> (B, h, N)
-        return x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)
 
     dq = torch.empty_like(q, memory_format=torch.contiguous_format)
     dk, dv, dek, dev, _ = tiled_backward(
