@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from localattn._na_validate import NAInputs
 from localattn._validate import AttentionInputs
 from localattn.backends.base import Backend
 from localattn.backends.flex import FlexBackend
@@ -110,11 +109,6 @@ def _select(
 def select_backend(inputs: AttentionInputs, explicit: str | None = None) -> Backend:
     """Pick the backend for ``inputs``; ValueError naming the reasons if a forced one cannot run."""
     return _select(lambda b: b.not_supported_reasons(inputs), inputs.q.device.type, explicit)
-
-
-def select_na_backend(inputs: NAInputs, explicit: str | None = None) -> Backend:
-    """Pick the backend for neighborhood-attention ``inputs`` (same order and overrides)."""
-    return _select(lambda b: b.na_not_supported_reasons(inputs), inputs.q.device.type, explicit)
 
 
 def run_backend(
