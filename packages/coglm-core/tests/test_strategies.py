@@ -7,7 +7,9 @@ from coglm_core import (
     TrainConfig,
     coglm_attention_mask,
     image_text_understanding_example,
+    infill,
     pretraining_example,
+    prompted_infilling_example,
     text_image_generation_example,
     text_only_example,
 )
@@ -193,3 +195,55 @@ def test_text_dropout_rate_and_default_stream(config: CogLMConfig) -> None:
     assert 0.35 < dropped / total < 0.65
     with pytest.raises(ValueError, match="text_dropout"):
         TrainConfig(text_dropout=1.0)
+
+
+def _box(config: CogLMConfig, top: int, left: int, size: int) -> torch.Tensor:
+    g = config.image_grid_size
+    region = torch.zeros(g, g, dtype=torch.bool)
+    region[top : top + size, left : left + size] = True
+    return region.flatten()
+
+
+@pytest.mark.parametrize("box", [(1, 1, 2), (0, 0, 2), (2, 1, 2)])
+def test_prompted_infilling_trains_what_infill_samples(tiny_model, box) -> None:
+    """At every cell of the region, the training forward's logits are the ones `infill` samples
+    from (given the true earlier cells), and only those predictions count."""
+    config = tiny_model.config
+    t = _sample(config, bilingual=False, seed=4)
+    region = _box(config, *box)
+    e = prompted_infilling_example(t, region, config, torch.Generator().manual_seed(0))
+    assert int(e.loss_mask.sum()) == int(region.sum())
+    assert torch.equal(e.labels[e.loss_mask], t[-16:][region])  # raster order of the region
+    with torch.no_grad():
+        logits = tiny_model(
+            e.input_ids[None], e.position_ids[None], attention_mask=e.attention_mask[None, None]
+        ).logits[0, e.loss_mask, : config.num_image_tokens]
+    seen: list[torch.Tensor] = []
+    targets = iter(t[-16:][region].tolist())
+
+    def teacher(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        seen.append(scores[0].clone())
+        return torch.tensor([next(targets)])  # feed the true cell, as training does
+
+    image = torch.where(region, torch.full_like(t[-16:], -1), t[-16:])[None]
+    prefix = torch.cat([t[:4], torch.tensor([config.boi_id])])
+    filled = infill(tiny_model, prefix, image, sampler=teacher, per_region=False, upweight=0)
+    assert torch.equal(filled[0], t[-16:])
+    torch.testing.assert_close(torch.stack(seen).double(), logits, rtol=1e-9, atol=1e-9)
+
+
+def test_prompted_infilling_rejects_bad_regions(config: CogLMConfig) -> None:
+    t = _sample(config)
+    with pytest.raises(ValueError, match="at least one True"):
+        prompted_infilling_example(t, torch.zeros(16, dtype=torch.bool), config)
+    with pytest.raises(ValueError, match="at least one True"):
+        prompted_infilling_example(t, torch.ones(9, dtype=torch.bool), config)
+
+
+def test_make_batch_trains_region_pairs_as_prompted_infilling(config: CogLMConfig) -> None:
+    from coglm_core.training import make_batch
+
+    plain, pair = _sample(config, seed=1), (_sample(config, seed=2), _box(config, 1, 1, 2))
+    batch = make_batch([plain, pair], [0, 1], config, TrainConfig(variant="paper"), step=0)
+    assert int(batch["loss_mask"][1].sum()) == 4  # the 2×2 box
+    assert batch["attention_mask"].shape == (2, 1, 32, 32)

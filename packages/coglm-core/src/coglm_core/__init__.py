@@ -34,6 +34,7 @@ from .strategies import (
     collate,
     image_text_understanding_example,
     pretraining_example,
+    prompted_infilling_example,
     text_image_generation_example,
     text_only_example,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "multinomial_sampler",
     "next_token_labels",
     "pretraining_example",
+    "prompted_infilling_example",
     "quantize_linears_int8",
     "quantize_rows",
     "released_region_cells",

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from .config import CogLMConfig
+from .generation import UNKNOWN
+from .infilling import infilling_plan, released_region_cells
 from .losses import next_token_labels
 from .masks import RegionMask
 
@@ -294,6 +296,66 @@ def text_only_example(
     in_region[s + n + 1 :] = True  # the causal tail
     ids = tokens.clone().long()
     return _finish(ids, torch.arange(length), loss, in_region=in_region)
+
+
+def prompted_infilling_example(
+    tokens: Tensor,
+    region: Tensor,
+    config: CogLMConfig,
+    generator: torch.Generator | None = None,
+) -> TrainingExample:
+    """Text-guided infilling (not in the release or the paper): fill ``region``'s cells from the
+    caption and the cells around them, in the layout `infill` samples with (``per_region=False``).
+
+    The release trains infilling only inside the caption task, where the masked patches come
+    before the caption and never see it; `infill` then conditions on a prompt the model never
+    learnt to follow there. Here the sample's caption (one language, chosen at random) comes
+    first and the region's cells are its targets: with composite samples (another concept's
+    picture pasted into the box, the caption naming it) the model learns to draw the prompt in
+    the box. Layout (`infilling_plan` with the released `released_region_cells`), padded with
+    ``pad_id`` to the sample length: ``[text, BOI, BOI, context cells, region cells, pads]``; the
+    first BOI is the one a prompt template ends with (the pipeline appends it too).
+
+    Args:
+        tokens: (sequence_length,) raw text-image sample (§8.1 layout).
+        region: (num_image_positions,) bool, the cells to fill (True) in raster order.
+        config: The model config.
+        generator: Random source (the language).
+
+    Returns:
+        A `TrainingExample` with a dense ``attention_mask``; the loss counts the predictions of
+        the region's cells (not of the known cells moved into the region list).
+
+    Raises:
+        ValueError: a region with no cell or of the wrong size, or a caption too long to fit.
+    """
+    n_img = config.num_image_positions
+    region = region.bool()
+    if region.shape != (n_img,) or not bool(region.any()):
+        raise ValueError(f"region must be ({n_img},) bool with at least one True cell")
+    spans = split_languages(tokens, config)
+    start, end = spans[_randint(len(spans), generator)] if len(spans) > 1 else spans[0]
+    length = tokens.shape[0]
+    text = tokens[start:end].long()
+    if text.numel() + 2 + n_img > length:
+        raise ValueError(f"a caption of {text.numel()} tokens does not fit a {length}-token sample")
+    prefix = torch.cat([text, torch.tensor([config.boi_id])])
+    image = tokens[-n_img:].long()[None]  # (1, N)
+    unknown = torch.where(region, torch.full_like(image, UNKNOWN), image)
+    plan = infilling_plan(prefix, unknown, released_region_cells(unknown, config), config)
+    used = plan.tokens.shape[1]
+    ids = torch.full((length,), config.pad_id, dtype=torch.long)
+    ids[: prefix.numel() + 1] = plan.tokens[0, : prefix.numel() + 1]
+    ids[prefix.numel() + 1 : used] = image[0, plan.cells]
+    pos = torch.zeros(length, dtype=torch.long)
+    pos[:used] = plan.position_ids
+    mask = torch.ones(length, length, dtype=torch.bool).tril()  # pads: attend back, unseen
+    mask[:used, :used] = plan.attention_mask
+    target = torch.zeros(length, dtype=torch.bool)
+    target[:used] = plan.tokens[0] == UNKNOWN  # the cells to fill, where the sequence holds them
+    loss = torch.zeros(length, dtype=torch.bool)
+    loss[:-1] = target[1:]  # position i predicts token i + 1
+    return _finish(ids, pos, loss, attention_mask=mask)
 
 
 def pretraining_example(

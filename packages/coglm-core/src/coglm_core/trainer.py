@@ -63,7 +63,7 @@ def load_training_checkpoint(
 
 def train(
     model: CogLM,
-    dataset: Sequence[Tensor],
+    dataset: Sequence[Tensor | tuple[Tensor, Tensor]],
     cfg: TrainConfig,
     out_dir: str | Path,
     *,

@@ -24,7 +24,7 @@ from ._atomic import atomic_write_text
 from .config import CogLMConfig
 from .distributed import MIXED_PRECISION_CHOICES, save_sharded_checkpoint
 from .losses import masked_token_losses, modality_losses
-from .strategies import Variant, collate, pretraining_example
+from .strategies import Variant, collate, pretraining_example, prompted_infilling_example
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def global_batch_indices(num_samples: int, cfg: TrainConfig, step: int) -> list[
 
 
 def make_batch(
-    dataset: Sequence[Tensor],
+    dataset: Sequence[Tensor | tuple[Tensor, Tensor]],
     indices: Sequence[int],
     model_config: CogLMConfig,
     cfg: TrainConfig,
@@ -166,16 +166,21 @@ def make_batch(
 ) -> dict[str, Any]:
     """Collated batch; each sample's strategy randomness is seeded by (seed, step, index).
 
-    Samples at indices >= ``cfg.caption_only_from`` take the caption task (ratio 1), with the
-    loss on the caption only.
+    An item is a raw sample, or a ``(sample, region)`` pair: text-guided infilling of the
+    region's cells (`prompted_infilling_example`). Samples at indices >= ``cfg.caption_only_from``
+    take the caption task (ratio 1), with the loss on the caption only.
     """
     examples = []
     only = cfg.caption_only_from
     for i in indices:
         caption_only = only is not None and i >= only
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) * 1_000_033 + int(i))
+        item = dataset[i]
+        if isinstance(item, tuple):
+            examples.append(prompted_infilling_example(*item, model_config, gen))
+            continue
         example = pretraining_example(
-            dataset[i],
+            item,
             model_config,
             gen,
             variant=cfg.variant,
