@@ -323,7 +323,12 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
         tmp_path,
         ("coglm",),
         coglm=dataclasses.replace(
-            cfg.coglm, caption_end=True, caption_ratio=0.9, caption_roundtrip="decode"
+            cfg.coglm,
+            caption_end=True,
+            caption_ratio=0.9,
+            caption_roundtrip="decode",
+            prompted_infilling=6,
+            infill_box_sides=(1, 2),
         ),
     )
     out = run_recipe("all", run, progress=False)
@@ -341,6 +346,17 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
     assert torch.equal(again[:, :-n_img], plain[:, :-n_img])  # the same captions
     want = roundtrip_ids(load_trained_tokenizer(run), plain[:, -n_img:])
     assert torch.equal(again[:, -n_img:], want) and not torch.equal(want, plain[:, -n_img:])
+    # prompted_infilling: a plain sample's caption; outside the box another sample's picture
+    from cogview2.training.composites import RegionSamples
+
+    pairs = RegionSamples(folder, seq, n_img)
+    assert len(pairs) == 6
+    for sample, region in pairs:
+        assert 1 <= int(region.sum()) <= 4 and int(region.sum()) < n_img
+        texts = (plain[:, :-n_img] == sample[:-n_img]).all(1)
+        grounds = (plain[:, -n_img:][:, ~region] == sample[-n_img:][~region]).all(1)
+        assert texts.any() and grounds.any()
+        assert not (texts & grounds & (plain[:, -n_img:] == sample[-n_img:]).all(1)).any()
     old, new = (
         _tensors(weights / "coglm/model.safetensors"),
         _tensors(out / "coglm/model.safetensors"),
@@ -412,6 +428,10 @@ def test_start_from_and_retrain_are_checked():
         dataclasses.replace(cfg.coglm, caption_roundtrip="yes")
     with pytest.raises(ValueError, match="caption_roundtrip = 'pipeline' needs start_from"):
         dataclasses.replace(cfg, coglm=dataclasses.replace(cfg.coglm, caption_roundtrip="pipeline"))
+    with pytest.raises(ValueError, match="prompted_infilling must be an int >= 0"):
+        dataclasses.replace(cfg.coglm, prompted_infilling=-1)
+    with pytest.raises(ValueError, match="infill_box_sides must be"):
+        dataclasses.replace(cfg.coglm, infill_box_sides=(4, 2))
     for name in ("emoji-demo-sr.toml", "emoji-demo-captions.toml"):  # the shipped chains parse
         chain = load_training_config(PACKAGE / "configs" / name)
         assert chain.start_from and chain.retrain
@@ -447,3 +467,16 @@ def test_sr_init_start_from_continues_the_weights_folder_models(trained, tmp_pat
         dataclasses.replace(cfg, dsr=dataclasses.replace(cfg.dsr, init="start_from"))
     with pytest.raises(ValueError, match="init must be 'coglm' or 'start_from'"):
         dataclasses.replace(cfg.itersr, init="weights")
+
+
+def test_random_boxes_stay_inside_the_grid_and_leave_context():
+    from cogview2.training.composites import random_box
+
+    gen = torch.Generator().manual_seed(0)
+    boxes = [random_box(20, (5, 12), gen) for _ in range(200)]
+    assert all(5 <= b.height <= 12 and 5 <= b.width <= 12 for b in boxes)
+    assert all(b.top + b.height <= 20 and b.left + b.width <= 20 for b in boxes)
+    assert {b.height for b in boxes} == set(range(5, 13))  # every side occurs
+    assert int(boxes[0].cells(20).sum()) == boxes[0].height * boxes[0].width
+    with pytest.raises(ValueError, match="do not leave context"):
+        random_box(4, (1, 4), gen)

@@ -260,6 +260,12 @@ class CogLMRecipe(OptimConfig):
             add a caption-only copy of every sample whose image tokens made that round trip
             (``training.roundtrip``), so that captions of pictures the pipeline drew (which
             re-encode to other tokens) name what they show.
+        prompted_infilling: Composite samples for text-guided infilling
+            (``training.composites``; 0 = off): another training concept's picture pasted
+            into a random box of one's picture, the box's cells the targets and the caption
+            naming the pasted concept, so that ``CogView2Pipeline.complete`` draws the prompt
+            in the box (not in the release).
+        infill_box_sides: ``(smallest, largest)`` box side in stage-1 cells for those samples.
     """
 
     num_layers: int = 6
@@ -272,9 +278,21 @@ class CogLMRecipe(OptimConfig):
     text_dropout: float = 0.0
     caption_end: bool = False
     caption_roundtrip: str = ""
+    prompted_infilling: int = 0
+    infill_box_sides: tuple[int, int] = (5, 12)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        count = self.prompted_infilling
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"[coglm] prompted_infilling must be an int >= 0, got {count!r}")
+        sides = self.infill_box_sides
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in sides)
+        if len(sides) != 2 or not ints or not 1 <= sides[0] <= sides[1]:
+            raise ValueError(
+                f"[coglm] infill_box_sides must be [smallest, largest] with 1 <= smallest <= "
+                f"largest, got {list(sides)!r}"
+            )
         if not isinstance(self.caption_end, bool):
             raise ValueError(f"[coglm] caption_end must be true or false, got {self.caption_end!r}")
         if self.caption_roundtrip not in ("", "decode", "pipeline"):

@@ -19,6 +19,7 @@ from coglm_core.pretrained import save_state_dict
 from icetk import VocabularyLayout
 
 from ..layout import coglm_id_fields, layout_pad_id
+from .composites import RegionSamples, ensure_composite_samples
 from .config import FINAL, TrainingConfig
 from .roundtrip import ROUNDTRIP_FILE, ensure_roundtrip_samples
 from .runtime import barrier, default_device, is_main
@@ -101,13 +102,20 @@ def pretrain_recipe(
     if is_main():
         ensure_coglm_samples(cfg, layout_pad_id(tokenizer.layout))
     barrier()
-    data = TokenDataset(cfg.stage_dirs["tokenize"] / "coglm-train.bin", model_cfg.sequence_length)
+    folder = cfg.stage_dirs["tokenize"]
+    data = TokenDataset(folder / "coglm-train.bin", model_cfg.sequence_length)
+    if cfg.coglm.prompted_infilling:  # (sample, box) pairs: text-guided infilling
+        if is_main():
+            ensure_composite_samples(cfg, tokenizer, model_cfg.sequence_length)
+        barrier()
+        pairs = RegionSamples(folder, model_cfg.sequence_length, cfg_low(cfg))
+        data = ConcatDataset([data, pairs])
     caption_only_from = None
     if cfg.coglm.caption_roundtrip:  # caption-only copies on round-trip image tokens
         if is_main():
             ensure_roundtrip_samples(cfg, tokenizer, model_cfg.sequence_length, progress=progress)
         barrier()
-        extra = TokenDataset(cfg.stage_dirs["tokenize"] / ROUNDTRIP_FILE, model_cfg.sequence_length)
+        extra = TokenDataset(folder / ROUNDTRIP_FILE, model_cfg.sequence_length)
         caption_only_from = len(data)
         data = ConcatDataset([data, extra])
     torch.manual_seed(cfg.coglm.seed)
