@@ -346,17 +346,31 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
     assert torch.equal(again[:, :-n_img], plain[:, :-n_img])  # the same captions
     want = roundtrip_ids(load_trained_tokenizer(run), plain[:, -n_img:])
     assert torch.equal(again[:, -n_img:], want) and not torch.equal(want, plain[:, -n_img:])
-    # prompted_infilling: a plain sample's caption; outside the box another sample's picture
-    from cogview2.training.composites import RegionSamples
+    # prompted_infilling ("window"): a plain sample's caption; in the box that sample's own
+    # cells, outside another picture's
+    from cogview2.training.composites import RegionSamples, composite_samples
 
     pairs = RegionSamples(folder, seq, n_img)
     assert len(pairs) == 6
+    images = plain[:, -n_img:]
     for sample, region in pairs:
         assert 1 <= int(region.sum()) <= 4 and int(region.sum()) < n_img
-        texts = (plain[:, :-n_img] == sample[:-n_img]).all(1)
-        grounds = (plain[:, -n_img:][:, ~region] == sample[-n_img:][~region]).all(1)
-        assert texts.any() and grounds.any()
-        assert not (texts & grounds & (plain[:, -n_img:] == sample[-n_img:]).all(1)).any()
+        caption = (plain[:, :-n_img] == sample[:-n_img]).all(1)
+        inside = (images[:, region] == sample[-n_img:][region]).all(1)
+        pasted = images[caption & inside][0]
+        ground = (images[:, ~region] == sample[-n_img:][~region]).all(1)
+        ground &= ~(images == pasted).all(1)  # another picture
+        assert ground.any()
+    # "shrink": the box holds the encoded picture with the other one shrunk into it
+    tokenizer = load_trained_tokenizer(run)
+    made, regions = composite_samples(
+        tokenizer, plain, num_images=n_img, count=3, sides=(2, 3), mode="shrink", seed=1
+    )
+    assert made.shape == (3, seq) and regions.sum(1).ge(4).all()
+    for sample, region in zip(made, regions, strict=True):
+        assert (images[:, ~region] == sample[-n_img:][~region]).all(1).any()
+    with pytest.raises(ValueError, match="mode must be one of"):
+        composite_samples(tokenizer, plain, num_images=n_img, count=1, sides=(1, 2), mode="x")
     old, new = (
         _tensors(weights / "coglm/model.safetensors"),
         _tensors(out / "coglm/model.safetensors"),
@@ -432,6 +446,8 @@ def test_start_from_and_retrain_are_checked():
         dataclasses.replace(cfg.coglm, prompted_infilling=-1)
     with pytest.raises(ValueError, match="infill_box_sides must be"):
         dataclasses.replace(cfg.coglm, infill_box_sides=(4, 2))
+    with pytest.raises(ValueError, match="infill_composite must be 'window' or 'shrink'"):
+        dataclasses.replace(cfg.coglm, infill_composite="paste")
     for name in ("emoji-demo-sr.toml", "emoji-demo-captions.toml"):  # the shipped chains parse
         chain = load_training_config(PACKAGE / "configs" / name)
         assert chain.start_from and chain.retrain

@@ -4,14 +4,18 @@
 release's CogLM learns infilling only in the caption task, where the masked patches come before
 the caption and never see it, so the demo CogLM filled a box from the picture around it (red
 apple inside the apple) even under classifier-free guidance. Each composite here is one
-training concept's picture with another's pasted, shrunk, into a random box: the box's cells
-are the targets of `coglm_core.prompted_infilling_example`, and the caption is the pasted
-concept's, so the model learns to draw what the prompt names inside the box and to keep the
-rest as context.
+training concept's picture with another concept in a random box: the box's cells are the
+targets of `coglm_core.prompted_infilling_example`, and the caption is the other concept's, so
+the model learns to draw what the prompt names inside the box and to keep the rest as context.
+The cells outside the box are the first picture's own tokens (a real picture's, as
+``complete`` encodes its input). Inside the box (``[coglm] infill_composite``):
 
-A composite's cells outside the box are the first picture's own tokens (the tokens of a real
-picture, as ``complete`` encodes its input); the cells inside are those of the pasted picture
-encoded in place, so the VQ-VAE sees the edge of the box as it would in a drawn picture.
+* ``"window"``: the other concept's own cells at the same places, as if seen through the box;
+  a model that memorised its concepts learns it in a few hundred steps (the demo weights);
+* ``"shrink"``: the other picture shrunk into the box and encoded in place (the VQ-VAE sees
+  the box edge as in a drawn picture). Drawing a concept at a new size and place is
+  generalisation: 800 steps × 16 on 1,044 composites taught the 2.9 M demo CogLM only to fill
+  the box with background (docs/training.md).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ COMPOSITE_FILE = "coglm-prompted-infilling.bin"
 """The composite samples, beside ``coglm-train.bin`` in the tokenize folder."""
 REGION_FILE = "coglm-prompted-infilling-regions.bin"
 """Their box cells: one row of ``grid²`` 0/1 values per sample."""
+COMPOSITE_MODES = ("window", "shrink")
+"""What a composite shows inside its box (module doc)."""
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +85,7 @@ def composite_samples(
     num_images: int,
     count: int,
     sides: tuple[int, int],
+    mode: str = "window",
     seed: int = 0,
     compression: int = 8,
     batch: int = 32,
@@ -91,6 +98,7 @@ def composite_samples(
         num_images: Image cells per sample (grid²).
         count: Composites to make.
         sides: Box side range in cells (`random_box`).
+        mode: ``"window"`` or ``"shrink"`` (module doc).
         seed: Seeds the choice of pictures, captions and boxes.
         compression: VQ-VAE compression (a cell is this many pixels).
         batch: Pictures per encode call.
@@ -103,50 +111,68 @@ def composite_samples(
     if grid * grid != num_images:
         raise ValueError(f"num_images must be a square grid, got {num_images}")
     images = samples[:, -num_images:].long()
+    if mode not in COMPOSITE_MODES:
+        raise ValueError(f"mode must be one of {list(COMPOSITE_MODES)}, got {mode!r}")
     grids, which = torch.unique(images, dim=0, return_inverse=True)  # one picture per concept
     if len(grids) < 2:
         raise ValueError("composites need samples of at least two different pictures")
-    pictures = torch.cat(
-        [
-            tokenizer.decode_image(
-                grids[s : s + batch].reshape(-1, grid, grid), compression=compression
-            )
-            .float()
-            .clamp(0, 1)
-            for s in range(0, len(grids), batch)
-        ]
-    )  # (K, 3, grid·c, grid·c)
+    pictures = None  # shrink: each concept's picture, decoded once
+    if mode == "shrink":
+        pictures = torch.cat(
+            [
+                tokenizer.decode_image(
+                    grids[s : s + batch].reshape(-1, grid, grid), compression=compression
+                )
+                .float()
+                .clamp(0, 1)
+                for s in range(0, len(grids), batch)
+            ]
+        )  # (K, 3, grid·c, grid·c)
     gen = torch.Generator().manual_seed(seed)
     out = torch.empty(count, samples.shape[1], dtype=torch.long)
     regions = torch.empty(count, num_images, dtype=torch.bool)
     for start in range(0, count, batch):
-        made, boxes, grounds = [], [], []
+        chunk = []  # (k, box, ground, pasted picture) per composite
         for k in range(start, min(start + batch, count)):
             pasted = int(torch.randint(len(samples), (1,), generator=gen))  # caption and picture
             ground = int(torch.randint(len(grids) - 1, (1,), generator=gen))
             ground += int(ground >= int(which[pasted]))  # another concept's picture
-            box = random_box(grid, sides, gen)
-            picture = pictures[ground].clone()
-            small = F.interpolate(
-                pictures[int(which[pasted])][None],
-                size=(box.height * compression, box.width * compression),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )[0]
-            top, left = box.top * compression, box.left * compression
-            picture[:, top : top + small.shape[1], left : left + small.shape[2]] = small
-            made.append(picture)
-            boxes.append(box.cells(grid))
-            grounds.append(ground)
+            chunk.append((k, random_box(grid, sides, gen), ground, int(which[pasted])))
             out[k] = samples[pasted]
-        encoded = tokenizer.encode_image(torch.stack(made).clamp(0, 1), compression=compression)
-        encoded = encoded.reshape(len(made), num_images).long()
-        for j, (cells, ground) in enumerate(zip(boxes, grounds, strict=True)):
-            k = start + j
-            out[k, -num_images:] = torch.where(cells, encoded[j], grids[ground])
+        if pictures is None:  # window: the pasted concept's own cells
+            inside = [grids[p] for _, _, _, p in chunk]
+        else:
+            inside = _shrunk_cells(tokenizer, pictures, chunk, compression)
+        for (k, box, ground, _), cells_inside in zip(chunk, inside, strict=True):
+            cells = box.cells(grid)
+            out[k, -num_images:] = torch.where(cells, cells_inside, grids[ground])
             regions[k] = cells
     return out, regions
+
+
+def _shrunk_cells(
+    tokenizer: IceTokenizer,
+    pictures: Tensor,
+    chunk: list[tuple[int, Box, int, int]],
+    compression: int,
+) -> list[Tensor]:
+    """(grid²,) ids per composite of ``chunk``: the ground picture with the pasted one shrunk
+    into the box, encoded."""
+    made = []
+    for _, box, ground, pasted in chunk:
+        picture = pictures[ground].clone()
+        small = F.interpolate(
+            pictures[pasted][None],
+            size=(box.height * compression, box.width * compression),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )[0]
+        top, left = box.top * compression, box.left * compression
+        picture[:, top : top + small.shape[1], left : left + small.shape[2]] = small
+        made.append(picture)
+    encoded = tokenizer.encode_image(torch.stack(made).clamp(0, 1), compression=compression)
+    return list(encoded.reshape(len(made), -1).long())
 
 
 class RegionSamples:
@@ -183,6 +209,7 @@ def ensure_composite_samples(
         "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "count": recipe.prompted_infilling,
         "sides": list(recipe.infill_box_sides),
+        "mode": recipe.infill_composite,
         "seed": recipe.seed,
     }
     files = (folder / COMPOSITE_FILE, folder / REGION_FILE, meta_path)
@@ -195,6 +222,7 @@ def ensure_composite_samples(
         num_images=cfg_low(cfg),
         count=recipe.prompted_infilling,
         sides=recipe.infill_box_sides,
+        mode=recipe.infill_composite,
         seed=recipe.seed,
     )
     write_token_file(folder / COMPOSITE_FILE, composites)

@@ -266,6 +266,8 @@ class CogLMRecipe(OptimConfig):
             naming the pasted concept, so that ``CogView2Pipeline.complete`` draws the prompt
             in the box (not in the release).
         infill_box_sides: ``(smallest, largest)`` box side in stage-1 cells for those samples.
+        infill_composite: What their box shows: ``"window"`` (the other concept's own cells
+            there) or ``"shrink"`` (its whole picture shrunk into the box).
     """
 
     num_layers: int = 6
@@ -280,6 +282,7 @@ class CogLMRecipe(OptimConfig):
     caption_roundtrip: str = ""
     prompted_infilling: int = 0
     infill_box_sides: tuple[int, int] = (5, 12)
+    infill_composite: str = "window"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -292,6 +295,11 @@ class CogLMRecipe(OptimConfig):
             raise ValueError(
                 f"[coglm] infill_box_sides must be [smallest, largest] with 1 <= smallest <= "
                 f"largest, got {list(sides)!r}"
+            )
+        if self.infill_composite not in ("window", "shrink"):
+            raise ValueError(
+                "[coglm] infill_composite must be 'window' or 'shrink', "
+                f"got {self.infill_composite!r}"
             )
         if not isinstance(self.caption_end, bool):
             raise ValueError(f"[coglm] caption_end must be true or false, got {self.caption_end!r}")
