@@ -1,4 +1,5 @@
-"""`sampling_sweep`: every candidate super-resolves the same stage-1 tokens, scored as eval does."""
+"""`sampling_sweep`: every candidate super-resolves the same stage-1 tokens, scored as eval does;
+the calibration and completion bench scripts end to end."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ from cogview2.evaluation.calibration import (
 )
 from cogview2.recipes import get_recipe
 from cogview2.stage_table import STAGES
+
+
+def _bench_module(name: str):
+    """A script of packages/cogview2/bench, imported."""
+    path = Path(__file__).parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _renders(pipe, n: int, seed: int = 1) -> torch.Tensor:
@@ -99,13 +109,28 @@ def test_bench_script_runs_on_a_data_set(tmp_path, monkeypatch, tiny_pipe, emoji
             progress=False,
         ),
     )
-    path = Path(__file__).parents[1] / "bench" / "calibrate_sampling.py"
-    spec = importlib.util.spec_from_file_location("calibrate_sampling", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _bench_module("calibrate_sampling")
     monkeypatch.setattr(module, "load_pipeline", lambda weights: tiny_pipe)
     out = tmp_path / "sweep.json"
     args = ["--data", str(data), "--concepts", "2", "--groups", "--styles", "--json", str(out)]
     assert module.main(args) == 0
     saved = json.loads(out.read_text())
     assert len(saved["prompts"]) == 2 and len(saved["scores"]) == 1 + len(default_candidates())
+
+
+def test_completion_bench_runs_on_a_data_set(tmp_path, monkeypatch, tiny_pipe, emoji_roots, capsys):
+    """bench/completion_prompt.py end to end on the tiny pipeline and a tiny emoji data set."""
+    from cogview2.data import BuildConfig, build_emoji_dataset
+
+    sizes = tuple(sorted({tiny_pipe.image_size, tiny_pipe.low_image_size}))
+    data = tmp_path / "data"
+    build = BuildConfig(
+        styles=("twemoji", "openmoji"), sizes=sizes, heldout_fraction=0.5, seed=3, progress=False
+    )
+    build_emoji_dataset(emoji_roots, data, build)
+    module = _bench_module("completion_prompt")
+    monkeypatch.setattr(module, "load_pipeline", lambda weights: tiny_pipe)
+    assert module.main(["--data", str(data), "--pairs", "2", "--groups", "--styles"]) == 0
+    rows = module.measure(tiny_pipe, data, 2, [], [])
+    assert all(0 <= r["prompt_tokens"] <= 1 and 0 <= r["ground_tokens"] <= 1 for r in rows)
+    assert "closer to the prompt's in" in capsys.readouterr().out
