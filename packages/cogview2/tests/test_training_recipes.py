@@ -386,7 +386,9 @@ def test_start_from_fine_tunes_coglm_to_end_captions_and_keeps_the_sr_models(tra
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_pipeline_roundtrip_samples_hold_the_tokens_of_drawn_pictures(trained, tmp_path):
+def test_pipeline_roundtrip_samples_hold_the_tokens_of_drawn_pictures(
+    trained, tmp_path, monkeypatch
+):
     """caption_roundtrip = 'pipeline': each caption-only copy holds the stage-1 ids of the
     picture the start_from weights' SR stages draw from the sample's grid and caption."""
     from coglm_core import TokenDataset
@@ -420,6 +422,14 @@ def test_pipeline_roundtrip_samples_hold_the_tokens_of_drawn_pictures(trained, t
     want = pipe._encode(picture.float(), pipe.low_image_size).reshape(-1)
     assert torch.equal(again[0, -n_img:], want)
     assert ensure_roundtrip_samples(run, tokenizer, seq, progress=False) == path  # up to date
+    # other SR weights in the same folder: the pictures are drawn again
+    import cogview2.training.roundtrip as roundtrip
+
+    meta = path.parent / (ROUNDTRIP_FILE + ".json")
+    assert json.loads(meta.read_text())["sr_sha256"] == roundtrip._sr_digest(Path(weights))
+    monkeypatch.setattr(roundtrip, "_sr_digest", lambda folder: "other weights")
+    assert ensure_roundtrip_samples(run, tokenizer, seq, progress=False) == path
+    assert json.loads(meta.read_text())["sr_sha256"] == "other weights"
 
 
 def test_start_from_and_retrain_are_checked():

@@ -91,8 +91,9 @@ def pipeline_roundtrip_ids(
     return torch.cat(out) if out else ids.reshape(0, ids.shape[-1]).long()
 
 
-def _pipeline_ids(cfg: TrainingConfig, tokenizer: IceTokenizer, samples: torch.Tensor,
-                  n_img: int, progress: bool) -> torch.Tensor:  # fmt: skip
+def _pipeline_ids(
+    cfg: TrainingConfig, tokenizer: IceTokenizer, samples: torch.Tensor, n_img: int, progress: bool
+) -> torch.Tensor:
     """``pipeline_roundtrip_ids`` of the samples, each distinct grid drawn once with the English
     caption of its first sample."""
     from ..pipeline import CogView2Pipeline
@@ -110,18 +111,39 @@ def _pipeline_ids(cfg: TrainingConfig, tokenizer: IceTokenizer, samples: torch.T
     return drawn[first]
 
 
+def _sr_digest(folder: Path) -> str:
+    """SHA-256 over the files of the weights folder's SR models and manifest."""
+    digest = hashlib.sha256()
+    files = [
+        folder / "pipeline.json",
+        *sorted((folder / "dsr").rglob("*")),
+        *sorted((folder / "itersr").rglob("*")),
+    ]
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def ensure_roundtrip_samples(
     cfg: TrainingConfig, tokenizer: IceTokenizer, sequence_length: int, *, progress: bool = True
 ) -> Path:
     """Write ``ROUNDTRIP_FILE`` from ``coglm-train.bin`` unless it is up to date (its meta
-    records the source file's SHA-256 and the round trip). Call on the main process only.
+    records the source file's SHA-256, the round trip and, for ``"pipeline"``, the SHA-256 of
+    the SR models that drew the pictures). Call on the main process only.
     Returns the file."""
     folder = cfg.stage_dirs["tokenize"]
     source = folder / "coglm-train.bin"
     path, meta_path = folder / ROUNDTRIP_FILE, folder / (ROUNDTRIP_FILE + ".json")
     mode = cfg.coglm.caption_roundtrip
-    meta = {"source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "mode": mode,
-            "start_from": str(cfg.start_from) if mode == "pipeline" else None}  # fmt: skip
+    meta = {
+        "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "mode": mode,
+        "start_from": str(cfg.start_from) if mode == "pipeline" else None,
+        # the SR models that draw the pictures: new weights in the same folder redraw them
+        "sr_sha256": _sr_digest(Path(cfg.start_from)) if mode == "pipeline" else None,
+    }
     fresh = path.is_file() and meta_path.is_file()
     if fresh and json.loads(meta_path.read_text(encoding="utf-8")) == meta:
         return path
