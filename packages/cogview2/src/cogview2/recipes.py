@@ -89,10 +89,11 @@ RECIPES: MappingProxyType[str, SamplingRecipe] = MappingProxyType(
         # 17 and 22). Stage 1: the prompt as is, sampled colder (T1 0.45, 4 clusters; at the
         # release's T1 = 1.15 their samples are noisy), no text upweighting (attn_plus 0: it
         # raised their image loss given the caption on every concept measured). DSR and LoPAR
-        # calibrated on the per-stage fidelity of 16 training concepts (docs/training.md):
-        # DSR from the most likely cluster, nearly greedy (1 cluster, T2 0.1: +0.3 dB over the
-        # release's flat-art 5 clusters / T2 0.4); LoPAR only its last pass, greedy (every
-        # schedule measured lowered the picture, the release's by 2.1 dB, this one by 0.1 dB).
+        # calibrated on the per-stage fidelity of 16 training concepts
+        # (bench/calibrate_sampling.py, deviations.md 22): DSR from the most likely cluster,
+        # nearly greedy (1 cluster, T2 0.1: +0.8 dB over the release's flat-art 5 clusters /
+        # T2 0.4, +1.2 dB over its 100 / 0.89); LoPAR only its last pass, greedy (every
+        # schedule measured lowered the picture, the release's by 4.0 dB, this one by 0.3 dB).
         "plain": SamplingRecipe(
             "plain",
             "{}",
