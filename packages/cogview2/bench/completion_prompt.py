@@ -1,14 +1,17 @@
 """Does completion draw the prompt in the box, or the picture around it?
 
     python packages/cogview2/bench/completion_prompt.py --data data/emoji-twemoji \
-        [--weights FOLDER] [--pairs 12] [--threads 2] [--groups animals-nature food-drink]
+        [--weights FOLDER] [--fill infill|compose] [--pairs 12] [--threads 2] \
+        [--groups animals-nature food-drink]
 
 For ``--pairs`` random pairs of training concepts (base emoji of ``--groups`` / ``--styles``),
 the first concept's real render is completed with the second's name in a box (three boxes in
-turn: centre, upper right, lower left). Printed per pair and on average: the share of the box's
-stage-1 tokens equal to the prompt concept's render tokens and to the ground picture's, and the
-box's PSNR against each render. A completion that follows its prompt is closer to the prompt's
-render; one that follows the context reproduces the ground picture.
+turn: centre, upper right, lower left). The prompt's reference is the ground render with the
+prompt concept's real render fitted into the box (`compose_into_box`, what a perfect completion
+of a one-concept picture looks like); the ground's is the ground render. Printed per pair and on
+average: the share of the box's stage-1 tokens equal to each reference's tokens, and the box's
+PSNR against each. A completion that follows its prompt is closer to the prompt's reference;
+one that follows the context reproduces the ground picture.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from cogview2.data.captions import make_caption
 from cogview2.evaluation.metrics import psnr
 from cogview2.loading import load_pipeline
 from cogview2.stages.completion import box_grid_mask
+from cogview2.stages.composition import box_pixels, compose_into_box
 
 BOXES = ((0.3, 0.3, 0.7, 0.7), (0.1, 0.5, 0.5, 0.9), (0.45, 0.1, 0.9, 0.55))
 """(top, left, bottom, right) fractions, used in turn."""
@@ -34,10 +38,11 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
 
-def measure(pipe, data_root: Path, pairs: int, groups: list[str], styles: list[str]) -> list[dict]:
+def measure(
+    pipe, data_root: Path, pairs: int, groups: list[str], styles: list[str], fill: str | None
+) -> list[dict]:
     """One record per pair: prompt-token and ground-token shares in the box, box PSNRs."""
     big = EmojiDataset(data_root, "train", pipe.image_size)
-    small = EmojiDataset(data_root, "train", pipe.low_image_size)
     records = [
         i
         for i, r in enumerate(big.records)
@@ -53,31 +58,34 @@ def measure(pipe, data_root: Path, pairs: int, groups: list[str], styles: list[s
         ground, pasted = rng.sample(records, 2)
         prompt = make_caption(big.records[pasted], "en", "name")
         box = BOXES[k % len(BOXES)]
+        ground_render = _unit(big[ground]["image"])[None]  # (1, 3, S, S)
         done = pipe.complete(
-            _unit(big[ground]["image"]),
+            ground_render[0],
             box,
             prompt,
             num_images=1,
             progress=False,
             output_type="pt",
+            fill=fill,
             generator=torch.Generator().manual_seed(k),
         )
         cells = box_grid_mask(box, side, pipe.low_grid).flatten()
         drawn = done.low_res_tokens.flatten()
-        t, left, b, r = (int(v * side) for v in box)
+        t, left, b, r = box_pixels(box, side)
         inside = done.images.float()[..., t:b, left:r]  # type: ignore[union-attr]
         row = {
             "ground": make_caption(big.records[ground], "en", "name"),
             "prompt": prompt,
             "box": box,
         }
-        for name, index in (("prompt", pasted), ("ground", ground)):
-            tokens = pipe.tokenizer.encode_image(
-                _unit(small[index]["image"])[None], compression=pipe.config.compression
-            ).flatten()
-            row[f"{name}_tokens"] = float((drawn[cells] == tokens[cells]).float().mean())
-            render = _unit(big[index]["image"])[None, :, t:b, left:r]
-            row[f"{name}_psnr"] = float(psnr(render, inside.clamp(0, 1))[0])
+        references = {
+            "prompt": compose_into_box(ground_render, _unit(big[pasted]["image"])[None], box),
+            "ground": ground_render,
+        }
+        for name, reference in references.items():
+            low = pipe.encode_pixels(reference, pipe.low_image_size).flatten()
+            row[f"{name}_tokens"] = float((drawn[cells] == low[cells]).float().mean())
+            row[f"{name}_psnr"] = float(psnr(reference[..., t:b, left:r], inside.clamp(0, 1))[0])
         out.append(row)
     return out
 
@@ -86,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="an emoji data set folder")
     parser.add_argument("--weights", default=None, help="weights folder (default: the demo)")
+    parser.add_argument("--fill", choices=["infill", "compose"], default=None,
+                        help="completion fill (default: the weights' own)")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--groups", nargs="*", default=["animals-nature", "food-drink"])
     parser.add_argument("--styles", nargs="*", default=["twemoji"])
@@ -95,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pairs must be >= 1, got {args.pairs}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = measure(load_pipeline(args.weights), args.data, args.pairs, args.groups, args.styles)
+    pipe = load_pipeline(args.weights)
+    rows = measure(pipe, args.data, args.pairs, args.groups, args.styles, args.fill)
+    print(f"fill = {args.fill or pipe.config.completion_fill}")
     for r in rows:
         print(
-            f"{r['ground']!r} + {r['prompt']!r} {r['box']}: box tokens = prompt's "
+            f"{r['ground']!r} + {r['prompt']!r} {r['box']}: box tokens = prompt reference's "
             f"{r['prompt_tokens']:.0%}, ground's {r['ground_tokens']:.0%}; box PSNR vs prompt "
             f"{r['prompt_psnr']:.1f} dB, vs ground {r['ground_psnr']:.1f} dB"
         )
@@ -107,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     closer = sum(r["prompt_psnr"] > r["ground_psnr"] for r in rows)
     print(
-        f"\nmean of {len(rows)}: box tokens equal to the prompt concept's "
+        f"\nmean of {len(rows)}: box tokens equal to the prompt reference's "
         f"{mean['prompt_tokens']:.1%}, to the ground's {mean['ground_tokens']:.1%}; box PSNR "
-        f"vs the prompt's render {mean['prompt_psnr']:.2f} dB, vs the ground's "
+        f"vs the prompt reference {mean['prompt_psnr']:.2f} dB, vs the ground's render "
         f"{mean['ground_psnr']:.2f} dB; closer to the prompt's in {closer} of {len(rows)}"
     )
     return 0

@@ -73,3 +73,20 @@ def test_generate_guidance_flag_reaches_stage_1(tmp_path) -> None:
     assert pixels("--guidance", "5") != pixels()
     with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
         pixels("--guidance", "-2")
+
+
+def test_complete_fill_flag_chooses_infilling_or_composition(tmp_path) -> None:
+    image = tmp_path / "in.png"
+    Image.new("RGB", (96, 96), (200, 40, 60)).save(image)
+
+    def pixels(fill: str) -> bytes:
+        out = tmp_path / fill
+        argv = ["complete", "a cat", "--image", str(image), "--box", ".25", ".25", ".75", ".75"]
+        _run(*argv, "-n", "1", "--seed", "0", "-o", str(out), "--tiny", "--quiet", "--fill", fill)
+        with Image.open(out / "complete-a-cat-0.png") as im:
+            assert im.getpixel((2, 2)) == (200, 40, 60)  # outside the box: the input's own
+            return im.tobytes()
+
+    assert pixels("infill") != pixels("compose")
+    with pytest.raises(SystemExit):
+        pixels("paste")  # argparse: not one of the choices

@@ -130,7 +130,10 @@ def test_completion_bench_runs_on_a_data_set(tmp_path, monkeypatch, tiny_pipe, e
     build_emoji_dataset(emoji_roots, data, build)
     module = _bench_module("completion_prompt")
     monkeypatch.setattr(module, "load_pipeline", lambda weights: tiny_pipe)
-    assert module.main(["--data", str(data), "--pairs", "2", "--groups", "--styles"]) == 0
-    rows = module.measure(tiny_pipe, data, 2, [], [])
-    assert all(0 <= r["prompt_tokens"] <= 1 and 0 <= r["ground_tokens"] <= 1 for r in rows)
-    assert "closer to the prompt's in" in capsys.readouterr().out
+    for fill in ("infill", "compose"):
+        argv = ["--data", str(data), "--pairs", "2", "--groups", "--styles", "--fill", fill]
+        assert module.main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"fill = {fill}" in out and "closer to the prompt's in" in out
+        rows = module.measure(tiny_pipe, data, 2, [], [], fill)
+        assert all(0 <= r["prompt_tokens"] <= 1 and 0 <= r["ground_tokens"] <= 1 for r in rows)

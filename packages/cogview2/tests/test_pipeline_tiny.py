@@ -407,3 +407,33 @@ def test_super_resolve_redraws_a_call_from_its_stage1_tokens(tiny_pipe) -> None:
     assert torch.equal(again.tokens, full.tokens) and torch.equal(again.low_res_tokens, low)
     with pytest.raises(ValueError, match="low_res_tokens must be"):
         tiny_pipe.super_resolve("a red apple", low[:, :3])
+
+
+def test_completion_by_composition_draws_the_prompt_into_the_box_only(tiny_pipe) -> None:
+    """``fill="compose"``: the box holds the pipeline's own drawing of the prompt fitted into it;
+    every pixel outside the box is the input's, the tokens outside its cells the encoded input's."""
+    torch.manual_seed(0)
+    image = Image.fromarray((torch.rand(96, 96, 3) * 255).to(torch.uint8).numpy(), mode="RGB")
+    box = (0.25, 0.25, 0.75, 0.5)  # 48 × 24 px
+    kw = dict(num_images=2, progress=False)
+    out = tiny_pipe.complete(image, box, "a red apple", fill="compose", generator=_gen(6),
+                             output_type="pt", **kw)  # fmt: skip
+    style = tiny_pipe.config.completion_style  # the recipe completion draws with
+    drawn = tiny_pipe("a red apple", style=style, generator=_gen(6), output_type="pt", **kw).images
+    from cogview2.stages.composition import compose_into_box
+
+    x = _pixels(image).permute(2, 0, 1)[None] / 255.0
+    assert torch.equal(out.images, compose_into_box(x, drawn, box))  # the prompt's own drawing
+    outside = torch.ones(96, 96, dtype=torch.bool)
+    outside[24:72, 24:48] = False
+    assert torch.equal(out.images[:, :, outside], x[0][:, outside].expand(2, -1, -1))
+    original = tiny_pipe.tokenizer.encode_image(image, compression=8)[0]  # (12, 12)
+    cells = torch.zeros(12, 12, dtype=torch.bool)
+    cells[3:9, 3:6] = True
+    assert out.tokens.shape == (2, 12, 12) and out.low_res_tokens.shape == (2, 4, 4)
+    assert torch.equal(out.tokens[:, ~cells], original[~cells].expand(2, -1))
+    raw = tiny_pipe.complete(image, box, "a red apple", fill="compose", generator=_gen(6),
+                             keep_outside=False, **kw)  # fmt: skip
+    assert torch.equal(raw.tokens, out.tokens)  # keep_outside=False: the tokens decoded
+    with pytest.raises(ValueError, match=r"fill must be one of \['infill', 'compose'\]"):
+        tiny_pipe.complete(image, box, "a red apple", fill="paste", progress=False)

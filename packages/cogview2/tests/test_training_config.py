@@ -44,6 +44,8 @@ def test_mistakes_are_named(tmp_path):
         TrainingConfig.from_dict({"coglm": {"text_dropout": 1.0}})
     with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
         TrainingConfig.from_dict({"assemble": {"guidance_scale": -1}})
+    with pytest.raises(ValueError, match=r"fill must be one of \['infill', 'compose'\]"):
+        TrainingConfig.from_dict({"assemble": {"completion_fill": "paste"}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[coglm\nsteps = 1\n")
     with pytest.raises(ValueError, match="invalid TOML"):

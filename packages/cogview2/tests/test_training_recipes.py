@@ -419,7 +419,7 @@ def test_pipeline_roundtrip_samples_hold_the_tokens_of_drawn_pictures(
     picture = pipe.super_resolve(
         prompt, plain[:1, -n_img:], generator=torch.Generator().manual_seed(index)
     ).images
-    want = pipe._encode(picture.float(), pipe.low_image_size).reshape(-1)
+    want = pipe.encode_pixels(picture.float(), pipe.low_image_size).reshape(-1)
     assert torch.equal(again[0, -n_img:], want)
     assert ensure_roundtrip_samples(run, tokenizer, seq, progress=False) == path  # up to date
     # other SR weights in the same folder: the pictures are drawn again

@@ -201,6 +201,7 @@ def _run_complete(args: argparse.Namespace) -> int:
         style=args.style,
         generator=_generator(args.seed, args.device),
         progress=not args.quiet,
+        fill=args.fill,
     )
     stem = f"complete-{_slug(args.prompt)}"
     for i, im in enumerate(out.images):
@@ -450,6 +451,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_complete(subparsers: argparse._SubParsersAction) -> None:
+    from .config import COMPLETION_FILLS
     from .recipes import RECIPES
 
     comp = _parser(
@@ -479,6 +481,14 @@ def _add_complete(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         choices=sorted(RECIPES),
         help="sampling recipe (default: the weights' own)",
+    )
+    comp.add_argument(
+        "--fill",
+        default=None,
+        choices=list(COMPLETION_FILLS),
+        help="infill: the model continues the picture into the box under the prompt (the "
+        "release); compose: it draws the prompt whole and fits it into the box, keying out "
+        "its plain ground (default: the weights' own; the demo weights: compose)",
     )
     _common(comp)
     comp.set_defaults(func=_run_complete)

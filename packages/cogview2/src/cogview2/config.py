@@ -19,6 +19,18 @@ def check_guidance_scale(scale: float) -> float:
     return float(scale)
 
 
+COMPLETION_FILLS = ("infill", "compose")
+"""How `CogView2Pipeline.complete` fills the box: the release's infilling, or composition of a
+whole drawing of the prompt (`cogview2.stages.composition`)."""
+
+
+def check_completion_fill(fill: str) -> str:
+    """``fill`` if it is one of `COMPLETION_FILLS`, else ValueError."""
+    if fill not in COMPLETION_FILLS:
+        raise ValueError(f"fill must be one of {list(COMPLETION_FILLS)}, got {fill!r}")
+    return fill
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Pipeline-level settings.
@@ -42,6 +54,10 @@ class PipelineConfig:
         completion_style: Style `CogView2Pipeline.complete` uses when a call gives none:
             ``"none"`` as the release's completion script; ``"plain"`` for the emoji demo
             weights.
+        completion_fill: How `CogView2Pipeline.complete` fills the box when a call does not
+            say: ``"infill"`` as the release; ``"compose"`` for the emoji demo weights, whose
+            CogLM draws whole pictures of one concept and continues the ground when asked to
+            infill another (docs/deviations.md #25).
         caption_end: The stage-1 CogLM was trained to end a caption with a pad
             (``[coglm] caption_end``, not in the release): `CogView2Pipeline.caption` may sample
             the pad and stops there. False (the release's models, which never learnt an end):
@@ -64,6 +80,7 @@ class PipelineConfig:
     default_style: str = "mainbody"
     guidance_scale: float = 1.0
     completion_style: str = "none"
+    completion_fill: str = "infill"
     caption_end: bool = False
     caption_temperature: float = 1.0
     default_stages: tuple[str, ...] = STAGES
@@ -79,6 +96,7 @@ class PipelineConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_guidance_scale(self.guidance_scale)
+        check_completion_fill(self.completion_fill)
         object.__setattr__(self, "default_stages", tuple(self.default_stages))  # JSON lists
         prefixes = [STAGES[:i] for i in range(1, len(STAGES) + 1)]
         if self.default_stages not in prefixes:

@@ -22,7 +22,7 @@ from coglm_core.transformer import CogLM
 from icetk import IceTokenizer
 
 from . import folder_format as W
-from .config import PipelineConfig, check_guidance_scale
+from .config import PipelineConfig, check_completion_fill, check_guidance_scale
 from .images import ImageLike, image_to_tensor, to_pil, tokens_to_images
 from .memory import MemoryPlan, choose_plan
 from .models.sr import DirectSuperResolution, IterativeSuperResolution
@@ -35,6 +35,7 @@ from .stage_table import STAGES, stage_spec
 from .stages.caption import generate_caption_ids
 from .stages.coarse import generate_low_res, stage1_sampler
 from .stages.completion import Box, box_grid_mask, feathered_box_alpha, paste_into
+from .stages.composition import compose_into_box
 from .stages.inverse_prompt import caption_scores
 from .stages.super_resolution import direct_super_resolution, iterative_super_resolution
 from .weights import DEMO_WEIGHTS
@@ -498,8 +499,16 @@ class CogView2Pipeline:
             scores=scores,
         )
 
-    def _encode(self, x: Tensor, side: int) -> Tensor:
-        """(1, 3, S, S) → (1, g, g) ids at pixel side ``side``.
+    def encode_pixels(self, x: Tensor, side: int) -> Tensor:
+        """Token ids of pictures brought to pixel side ``side`` (the ids stage 1 (160 px) or the
+        SR stages (480 px) work on).
+
+        Args:
+            x: (N, 3, S, S) float in [0, 1].
+            side: ``low_image_size`` or ``image_size``.
+
+        Returns:
+            (N, g, g) ids, g = side / compression.
 
         A 480 px picture is brought to 160 px by averaging each 3×3 block (``area``), which is
         what an anti-aliased render at 160 px is closest to: on the README's concepts the
@@ -530,6 +539,7 @@ class CogView2Pipeline:
         progress: bool = True,
         keep_outside: bool = True,
         feather: int = 4,
+        fill: str | None = None,
     ) -> CogView2Output:
         """Regenerate the inside of ``box`` guided by ``prompt``; tokens outside stay as encoded.
 
@@ -546,7 +556,12 @@ class CogView2Pipeline:
             keep_outside: Paste the decoded box into the input picture, so that every pixel
                 ``feather`` px or more outside the box is the input's own (False: the whole
                 decoded picture, whose pixels outside the box are the VQ-VAE's reconstruction).
-            feather: Width in px of the blend at the box edge (0: a hard edge).
+            feather: Width in px of the blend at the box edge (0: a hard edge; ``"infill"``).
+            fill: ``"infill"`` (the release): the CogLM fills the box's cells from the prompt and
+                the cells around them, then DSR and LoPAR inside the box. ``"compose"``: the
+                hierarchy draws the prompt as a whole picture (``config.default_stages``), which
+                is fitted into the box with its plain ground keyed out
+                (`cogview2.stages.composition`). None: ``config.completion_fill``.
 
         Returns:
             `CogView2Output`; ``tokens`` are the (N, 60, 60) final ids: outside the box's token
@@ -555,17 +570,21 @@ class CogView2Pipeline:
         if self.dsr is None or self.itersr is None:
             raise ValueError("completion needs the DSR and ITERSR models")
         self.check_inputs(prompt, num_images=num_images, output_type=output_type)
+        fill = check_completion_fill(fill or self.config.completion_fill)
         recipe = get_recipe(style or self.config.completion_style)
         x = image_to_tensor(image, [self.image_size])
+        alpha = feathered_box_alpha(box, self.image_size, feather)  # checks ``feather`` early
+        if fill == "compose":
+            return self._compose(x, box, prompt, recipe, num_images, generator, output_type,
+                                 progress, keep_outside)  # fmt: skip
         low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
         high_mask = box_grid_mask(box, self.image_size, self.high_grid)
-        alpha = feathered_box_alpha(box, self.image_size, feather)  # checks ``feather`` early
         text_ids = self.encode_prompt(prompt, recipe)
         bar = StageProgress(len(STAGES), enabled=progress, prefix="complete: ")
 
         def coarse(model: CogLM, batch: int) -> Tensor:
             device = model.device
-            known = self._encode(x, self.low_image_size).reshape(1, -1).to(device)
+            known = self.encode_pixels(x, self.low_image_size).reshape(1, -1).to(device)
             known = known.masked_fill(low_mask.to(device), UNKNOWN)
             prefix = torch.tensor([*text_ids, model.config.boi_id], device=device)
             return infill(
@@ -580,7 +599,7 @@ class CogView2Pipeline:
 
         def itersr(model: IterativeSuperResolution, batch: int) -> Tensor:
             # the encoded original outside the box, DSR's tokens inside; LoPAR only inside
-            original = self._encode(x, self.image_size).reshape(1, -1).to(high.device)
+            original = self.encode_pixels(x, self.image_size).reshape(1, -1).to(high.device)
             start = torch.where(high_mask.flatten().to(high.device), high, original)
             return iterative_super_resolution(
                 model, text_ids, start, generator=generator, input_mask=high_mask,
@@ -597,6 +616,30 @@ class CogView2Pipeline:
         result = self._output(high, low, None, "pt")
         pasted = paste_into(x, result.images, alpha)  # type: ignore[arg-type]
         result.images = pasted if output_type == "pt" else to_pil(pasted)
+        return result
+
+    def _compose(
+        self, x: Tensor, box: Box, prompt: str, recipe: SamplingRecipe, num_images: int,
+        generator: torch.Generator | None, output_type: OutputType, progress: bool,
+        keep_outside: bool,
+    ) -> CogView2Output:  # fmt: skip
+        """`complete` with ``fill="compose"``; x: (1, 3, S, S) in [0, 1]."""
+        drawn = self(prompt, num_images=num_images, style=recipe, generator=generator,
+                     output_type="pt", progress=progress)  # fmt: skip
+        pictures = compose_into_box(x, drawn.images, box)  # type: ignore[arg-type]  # (N, 3, S, S)
+
+        def tokens(side: int, grid: int) -> Tensor:  # (N, grid²): the composite's in the box
+            inside = box_grid_mask(box, self.image_size, grid).flatten()
+            new = self.encode_pixels(pictures, side).reshape(num_images, -1)
+            old = self.encode_pixels(x.to(pictures.device), side).reshape(1, -1)
+            return torch.where(inside.to(new.device), new, old)
+
+        high = tokens(self.image_size, self.high_grid)
+        low = tokens(self.low_image_size, self.low_grid)
+        if output_type == "tokens" or not keep_outside:
+            return self._output(high, low, None, output_type)
+        result = self._output(high, low, None, "tokens")
+        result.images = pictures.cpu() if output_type == "pt" else to_pil(pictures)
         return result
 
     # ----------------------------------------------------------------------------- captioning
@@ -627,7 +670,7 @@ class CogView2Pipeline:
         if language not in LANGUAGES:
             raise ValueError(f"language must be one of {list(LANGUAGES)}, got {language!r}")
         x = image_to_tensor(image, sorted({self.low_image_size, self.image_size}))
-        ids = self._encode(x, self.low_image_size).reshape(1, -1).expand(num_captions, -1)
+        ids = self.encode_pixels(x, self.low_image_size).reshape(1, -1).expand(num_captions, -1)
         lay = self.tokenizer.layout
         allowed = lay.allowed_ids(LANGUAGES[language], vocab_size=self.coglm.config.vocab_size)
         stop: tuple[int, ...] = ()

@@ -77,6 +77,7 @@ def assemble_recipe(cfg: TrainingConfig, *, out: str | Path | None = None) -> Pa
         caption_end=caption_end,
         caption_temperature=cfg.assemble.caption_temperature,
         default_stages=cfg.assemble.default_stages,
+        completion_fill=cfg.assemble.completion_fill,
     )
     pipe = CogView2Pipeline(tokenizer, coglm, dsr, itersr, labels, config)  # type: ignore[arg-type]
     folder = Path(out or cfg.assemble.out)

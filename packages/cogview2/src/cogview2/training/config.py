@@ -9,7 +9,7 @@ from typing import Any
 
 from coglm_core.distributed import MIXED_PRECISION_CHOICES
 
-from ..config import check_guidance_scale
+from ..config import check_completion_fill, check_guidance_scale
 from ..stage_table import STAGES
 
 try:
@@ -390,6 +390,8 @@ class AssembleRecipe:
         caption_temperature: The pipeline's default caption temperature
             (``PipelineConfig.caption_temperature``).
         default_stages: The pipeline's default stages (``PipelineConfig.default_stages``).
+        completion_fill: How the pipeline's completion fills a box when a call does not say
+            (``PipelineConfig.completion_fill``: ``"infill"`` or ``"compose"``).
     """
 
     out: str = "weights/emoji"
@@ -398,8 +400,10 @@ class AssembleRecipe:
     guidance_scale: float = 1.0
     caption_temperature: float = 1.0
     default_stages: tuple[str, ...] = STAGES
+    completion_fill: str = "infill"
 
     def __post_init__(self) -> None:
+        check_completion_fill(self.completion_fill)
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
         check_guidance_scale(self.guidance_scale)

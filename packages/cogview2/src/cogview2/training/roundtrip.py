@@ -87,7 +87,7 @@ def pipeline_roundtrip_ids(
     for i in tqdm(range(len(prompts)), disable=not progress, desc="round trip (pipeline)"):
         gen = torch.Generator().manual_seed(seed + i)
         picture = pipe.super_resolve(prompts[i], ids[i : i + 1], generator=gen).images
-        out.append(pipe._encode(picture.float(), pipe.low_image_size).reshape(1, -1).long())
+        out.append(pipe.encode_pixels(picture.float(), pipe.low_image_size).reshape(1, -1).long())
     return torch.cat(out) if out else ids.reshape(0, ids.shape[-1]).long()
 
 
