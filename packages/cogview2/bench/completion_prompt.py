@@ -2,7 +2,7 @@
 
     python packages/cogview2/bench/completion_prompt.py --data data/emoji-twemoji \
         [--weights FOLDER] [--fill infill|compose] [--pairs 12] [--threads 2] \
-        [--groups animals-nature food-drink]
+        [--groups animals-nature food-drink] [--grid docs/completion.png]
 
 For ``--pairs`` random pairs of training concepts (base emoji of ``--groups`` / ``--styles``),
 the first concept's real render is completed with the second's name in a box (three boxes in
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from cogview2.data import EmojiDataset
 from cogview2.data.captions import make_caption
@@ -77,6 +79,7 @@ def measure(
             "ground": make_caption(big.records[ground], "en", "name"),
             "prompt": prompt,
             "box": box,
+            "picture": done.images[0].float().clamp(0, 1),  # type: ignore[index]  # (3, S, S)
         }
         references = {
             "prompt": compose_into_box(ground_render, _unit(big[pasted]["image"])[None], box),
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", nargs="*", default=["animals-nature", "food-drink"])
     parser.add_argument("--styles", nargs="*", default=["twemoji"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--grid", type=Path, default=None,
+                        help="also write a PNG: each pair's ground render above its completion")  # fmt: skip
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error(f"--pairs must be >= 1, got {args.pairs}")
@@ -124,7 +129,33 @@ def main(argv: list[str] | None = None) -> int:
         f"vs the prompt reference {mean['prompt_psnr']:.2f} dB, vs the ground's render "
         f"{mean['ground_psnr']:.2f} dB; closer to the prompt's in {closer} of {len(rows)}"
     )
+    if args.grid:
+        save_grid(rows, [_unit(x) for x in grounds(pipe, args.data, rows)], args.grid)
+        print(f"grid → {args.grid}")
     return 0
+
+
+def grounds(pipe, data_root: Path, rows: list[dict]) -> list[torch.Tensor]:
+    """The (3, S, S) ground render of each row (by its name, from the training split)."""
+    big = EmojiDataset(data_root, "train", pipe.image_size)
+    index = {make_caption(r, "en", "name"): i for i, r in enumerate(big.records)
+             if r["code"] == r["concept"]}  # fmt: skip
+    return [big[index[r["ground"]]]["image"] for r in rows]
+
+
+def save_grid(rows: list[dict], ground_images: list[torch.Tensor], path: Path, side: int = 160):
+    """One column per pair, the ground render above the completion, each ``side`` px."""
+    from coglm_core import atomic_path
+
+    def small(x: torch.Tensor) -> torch.Tensor:  # (3, S, S) → (3, side, side)
+        return F.interpolate(x[None], size=(side, side), mode="area")[0]
+
+    columns = [torch.cat([small(g), small(r["picture"])], dim=1)
+               for g, r in zip(ground_images, rows, strict=True)]  # fmt: skip
+    grid = torch.cat(columns, dim=2)  # (3, 2·side, pairs·side)
+    array = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 if __name__ == "__main__":

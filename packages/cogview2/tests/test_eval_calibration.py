@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from cogview2.evaluation import psnr
 from cogview2.evaluation.calibration import (
@@ -132,7 +133,9 @@ def test_completion_bench_runs_on_a_data_set(tmp_path, monkeypatch, tiny_pipe, e
     monkeypatch.setattr(module, "load_pipeline", lambda weights: tiny_pipe)
     for fill in ("infill", "compose"):
         argv = ["--data", str(data), "--pairs", "2", "--groups", "--styles", "--fill", fill]
-        assert module.main(argv) == 0
+        assert module.main([*argv, "--grid", str(tmp_path / f"{fill}.png")]) == 0
+        with Image.open(tmp_path / f"{fill}.png") as grid:
+            assert grid.size == (2 * 160, 2 * 160)  # two pairs: ground above completion
         out = capsys.readouterr().out
         assert f"fill = {fill}" in out and "closer to the prompt's in" in out
         rows = module.measure(tiny_pipe, data, 2, [], [], fill)

@@ -89,6 +89,11 @@ def test_completion_and_caption_from_uploads(tiny_pipe, tmp_path):
     assert items[0][0].size == image.size
     with pytest.raises(ValueError, match="covers no"):  # a box smaller than one token cell
         handlers.complete(image, (0.0, 0.0, 0.01, 0.01), "a cat", "none", 1, 5, False)
+    composed, _ = handlers.complete(image, (0.25, 0.25, 0.75, 0.75), "a cat", "none", 1, 5, False,
+                                    "compose")  # fmt: skip
+    assert composed[0][0].tobytes() != items[0][0].tobytes()  # the fill reaches the pipeline
+    with pytest.raises(ValueError, match="Choose a fill of"):
+        handlers.complete(image, (0.25, 0.25, 0.75, 0.75), "a cat", "none", 1, 5, False, "paste")
     with pytest.raises(ValueError, match="Upload an image"):
         handlers.complete(None, (0.25, 0.25, 0.75, 0.75), "a cat", "none", 1, 5, False)
     shown, text = handlers.caption(str(path), "english")

@@ -573,12 +573,13 @@ class CogView2Pipeline:
         fill = check_completion_fill(fill or self.config.completion_fill)
         recipe = get_recipe(style or self.config.completion_style)
         x = image_to_tensor(image, [self.image_size])
-        alpha = feathered_box_alpha(box, self.image_size, feather)  # checks ``feather`` early
+        # the box and ``feather`` are checked before any model runs
+        low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
+        high_mask = box_grid_mask(box, self.image_size, self.high_grid)
+        alpha = feathered_box_alpha(box, self.image_size, feather)
         if fill == "compose":
             return self._compose(x, box, prompt, recipe, num_images, generator, output_type,
                                  progress, keep_outside)  # fmt: skip
-        low_mask = box_grid_mask(box, self.image_size, self.low_grid).flatten()
-        high_mask = box_grid_mask(box, self.image_size, self.high_grid)
         text_ids = self.encode_prompt(prompt, recipe)
         bar = StageProgress(len(STAGES), enabled=progress, prefix="complete: ")
 

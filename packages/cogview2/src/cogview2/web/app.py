@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..config import COMPLETION_FILLS
 from ..recipes import RECIPES
 from .config import WebConfig
 from .handlers import PageHandlers, PipelineSource
@@ -138,16 +139,16 @@ def _complete_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracke
         image = handlers.prepare_image(path)
         return image, {"background": image, "layers": [], "composite": image}
 
-    def complete(image, editor, top, left, bottom, right, unit, prompt, style, n, seed, rnd,
-                 progress=tracker):  # fmt: skip
+    def complete(image, editor, top, left, bottom, right, unit, prompt, style, fill, n, seed,
+                 rnd, progress=tracker):  # fmt: skip
         if image is None:
             raise ValueError("Upload an image first.")
         side = image.size[0]
         box = editor_box(editor) or box_from_values(
             (top, left, bottom, right), unit=unit, side=side
         )
-        progress(0.0, desc="completion: coarse → direct SR → iterative SR")
-        return handlers.complete(image, box, prompt, style, n, seed, rnd)
+        progress(0.0, desc=f"completion ({fill})")
+        return handlers.complete(image, box, prompt, style, n, seed, rnd, fill)
 
     with gr.Tab("Complete", id="complete"):
         gr.Markdown(
@@ -175,6 +176,11 @@ def _complete_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracke
             c_style = gr.Dropdown(
                 sorted(RECIPES), value=handlers.pipe.config.completion_style, label="Style"
             )
+            c_fill = gr.Radio(
+                list(COMPLETION_FILLS),
+                value=handlers.pipe.config.completion_fill,
+                label="Fill (infill: continue the picture; compose: draw the text, fit it in)",
+            )
             c_count = gr.Slider(
                 1, cfg.max_images, value=cfg.default_num_images, step=1, label="Number of images"
             )
@@ -188,7 +194,18 @@ def _complete_tab(gr: Any, handlers: PageHandlers, queue: dict[str, Any], tracke
             elem_id="complete-gallery",
         )  # fmt: skip
         upload.upload(_shown(prepare), [upload], [image_state, editor])
-        c_inputs = [image_state, editor, *edges, unit, c_prompt, c_style, c_count, c_seed, c_rnd]
+        c_inputs = [
+            image_state,
+            editor,
+            *edges,
+            unit,
+            c_prompt,
+            c_style,
+            c_fill,
+            c_count,
+            c_seed,
+            c_rnd,
+        ]
         c_event = c_run.click(_shown(complete), c_inputs, [c_gallery, c_seed], **queue)
         c_stop.click(None, None, None, cancels=[c_event])
 

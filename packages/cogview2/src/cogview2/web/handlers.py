@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from PIL import Image
 
+from ..config import COMPLETION_FILLS
 from ..pipeline import CogView2Pipeline
 from ..recipes import RECIPES
 from ..stages.completion import Box
@@ -132,6 +133,7 @@ class PageHandlers:
         num_images: float | int | None,
         seed: float | int | None,
         randomize: bool,
+        fill: str | None = None,
     ) -> tuple[GalleryItems, int]:
         """Regenerate ``box`` of ``image`` guided by ``prompt`` (text-guided completion).
 
@@ -143,12 +145,16 @@ class PageHandlers:
             num_images: 1 to ``config.max_images``.
             seed: Seed used when ``randomize`` is False.
             randomize: Draw a fresh seed.
+            fill: ``"infill"`` or ``"compose"`` (`CogView2Pipeline.complete`); None: the
+                weights' own.
 
         Returns:
             ``(items, seed)`` as in `generate`.
         """
         if image is None:
             raise ValueError("Upload an image first.")
+        if fill is not None and fill not in COMPLETION_FILLS:
+            raise ValueError(f"Choose a fill of {list(COMPLETION_FILLS)}, got {fill!r}.")
         text = check_prompt(prompt)
         style = self._check_style(style)
         count = check_count(num_images, maximum=self.config.max_images)
@@ -156,9 +162,8 @@ class PageHandlers:
         pipe = self.pipe
         if image.size != (pipe.image_size, pipe.image_size):
             image = square_resize(image.convert("RGB"), pipe.image_size)
-        out = pipe.complete(
-            image, box, text, num_images=count, style=style, generator=self._generator(used)
-        )
+        out = pipe.complete(image, box, text, num_images=count, style=style, fill=fill,
+                            generator=self._generator(used))  # fmt: skip
         return [(im, text) for im in out.images], used  # type: ignore[union-attr]
 
     def caption(
