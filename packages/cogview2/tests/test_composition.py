@@ -32,6 +32,15 @@ def test_matte_keys_out_the_ground_the_border_reaches_and_keeps_enclosed_white()
     assert ((alpha > 0) & (alpha < 1)).any()  # a soft edge
 
 
+def test_an_object_touching_the_border_leaves_the_ground_keyed_out() -> None:
+    x = _disc_with_hole()
+    grey = torch.tensor([0.6, 0.6, 0.65])[None, :, None, None]
+    x[..., 10:38, :6] = grey  # two bars on the left and right edges: 56 of the 188 border
+    x[..., 10:38, -6:] = grey  # pixels (30 %) are not the ground's
+    alpha = background_matte(x)
+    assert alpha[0, 0, :3, :3].eq(0).all() and alpha[0, 0, 24, 0] == 1 and alpha[0, 0, 24, 24] == 1
+
+
 def test_a_picture_without_a_plain_border_is_opaque_everywhere() -> None:
     photo = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     assert background_matte(photo).eq(1).all()
