@@ -29,8 +29,8 @@ from cogview2.data import EmojiDataset
 from cogview2.data.captions import make_caption
 from cogview2.evaluation.metrics import psnr
 from cogview2.loading import load_pipeline
-from cogview2.stages.completion import box_grid_mask
-from cogview2.stages.composition import box_pixels, compose_into_box
+from cogview2.stages.completion import box_grid_mask, box_pixels
+from cogview2.stages.composition import compose_into_box
 
 BOXES = ((0.3, 0.3, 0.7, 0.7), (0.1, 0.5, 0.5, 0.9), (0.45, 0.1, 0.9, 0.55))
 """(top, left, bottom, right) fractions, used in turn."""

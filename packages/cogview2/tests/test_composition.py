@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cogview2.config import PipelineConfig
-from cogview2.stages.composition import background_matte, box_pixels, compose_into_box
+from cogview2.stages.completion import box_pixels
+from cogview2.stages.composition import background_matte, compose_into_box
 
 
 def _disc_with_hole(side: int = 48) -> torch.Tensor:

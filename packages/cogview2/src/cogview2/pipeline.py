@@ -578,8 +578,9 @@ class CogView2Pipeline:
         high_mask = box_grid_mask(box, self.image_size, self.high_grid)
         alpha = feathered_box_alpha(box, self.image_size, feather)
         if fill == "compose":
-            return self._compose(x, box, prompt, recipe, num_images, generator, output_type,
-                                 progress, keep_outside)  # fmt: skip
+            cells = (low_mask, high_mask.flatten())
+            return self._compose(x, box, cells, prompt, recipe, num_images, generator,
+                                 output_type, progress, keep_outside)  # fmt: skip
         text_ids = self.encode_prompt(prompt, recipe)
         bar = StageProgress(len(STAGES), enabled=progress, prefix="complete: ")
 
@@ -620,23 +621,23 @@ class CogView2Pipeline:
         return result
 
     def _compose(
-        self, x: Tensor, box: Box, prompt: str, recipe: SamplingRecipe, num_images: int,
-        generator: torch.Generator | None, output_type: OutputType, progress: bool,
-        keep_outside: bool,
+        self, x: Tensor, box: Box, cells: tuple[Tensor, Tensor], prompt: str,
+        recipe: SamplingRecipe, num_images: int, generator: torch.Generator | None,
+        output_type: OutputType, progress: bool, keep_outside: bool,
     ) -> CogView2Output:  # fmt: skip
-        """`complete` with ``fill="compose"``; x: (1, 3, S, S) in [0, 1]."""
+        """`complete` with ``fill="compose"``; x: (1, 3, S, S) in [0, 1]; ``cells``: the box's
+        (20², ) and (60², ) bool cell masks."""
         drawn = self(prompt, num_images=num_images, style=recipe, generator=generator,
                      output_type="pt", progress=progress)  # fmt: skip
         pictures = compose_into_box(x, drawn.images, box)  # type: ignore[arg-type]  # (N, 3, S, S)
 
-        def tokens(side: int, grid: int) -> Tensor:  # (N, grid²): the composite's in the box
-            inside = box_grid_mask(box, self.image_size, grid).flatten()
+        def tokens(side: int, inside: Tensor) -> Tensor:  # (N, g²): the composite's in the box
             new = self.encode_pixels(pictures, side).reshape(num_images, -1)
             old = self.encode_pixels(x.to(pictures.device), side).reshape(1, -1)
             return torch.where(inside.to(new.device), new, old)
 
-        high = tokens(self.image_size, self.high_grid)
-        low = tokens(self.low_image_size, self.low_grid)
+        low = tokens(self.low_image_size, cells[0])
+        high = tokens(self.image_size, cells[1])
         if output_type == "tokens" or not keep_outside:
             return self._output(high, low, None, output_type)
         result = self._output(high, low, None, "tokens")

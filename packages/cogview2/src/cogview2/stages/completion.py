@@ -32,6 +32,18 @@ def validate_box(box: Box) -> Box:
     return (top, left, bottom, right)
 
 
+def box_pixels(box: Box, image_side: int) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` pixel bounds of a fractional box: rows ``[top, bottom)``,
+    columns ``[left, right)``, each ``int(S · fraction)`` (reference.md §7.2)."""
+    top, left, bottom, right = validate_box(box)
+    return (
+        int(image_side * top),
+        int(image_side * left),
+        int(image_side * bottom),
+        int(image_side * right),
+    )
+
+
 def box_grid_mask(box: Box, image_side: int, grid: int) -> Tensor:
     """Token cells covered by the box: pixel mask ``[int(S·top), int(S·bottom)) × ...``
     nearest-resized to ``grid × grid`` and thresholded at 0.5 (reference.md §7.2).
@@ -39,13 +51,9 @@ def box_grid_mask(box: Box, image_side: int, grid: int) -> Tensor:
     Returns:
         bool (grid, grid).
     """
-    top, left, bottom, right = validate_box(box)
+    top, left, bottom, right = box_pixels(box, image_side)
     pix = torch.zeros(1, 1, image_side, image_side)
-    pix[
-        ...,
-        int(image_side * top) : int(image_side * bottom),
-        int(image_side * left) : int(image_side * right),
-    ] = 1
+    pix[..., top:bottom, left:right] = 1
     cells = F.interpolate(pix, size=(grid, grid), mode="nearest")[0, 0] >= 0.5
     if not cells.any():
         raise ValueError(f"box {box!r} covers no {grid}×{grid} token cell; make it larger")
@@ -64,17 +72,13 @@ def feathered_box_alpha(box: Box, image_side: int, feather: int) -> Tensor:
     Returns:
         float32 (S, S) in [0, 1]; exactly 0 at every pixel ``feather`` px or more from the box.
     """
-    top, left, bottom, right = validate_box(box)
+    top, left, bottom, right = box_pixels(box, image_side)
     if isinstance(feather, bool) or not isinstance(feather, int) or feather < 0:
         raise ValueError(f"feather must be an int >= 0 (px), got {feather!r}")
     idx = torch.arange(image_side, dtype=torch.float32)
     # distance of each row / column to the box's pixel range [start, stop)
-    rows = (int(image_side * top) - idx).clamp_min(0) + (
-        idx - (int(image_side * bottom) - 1)
-    ).clamp_min(0)
-    cols = (int(image_side * left) - idx).clamp_min(0) + (
-        idx - (int(image_side * right) - 1)
-    ).clamp_min(0)
+    rows = (top - idx).clamp_min(0) + (idx - (bottom - 1)).clamp_min(0)
+    cols = (left - idx).clamp_min(0) + (idx - (right - 1)).clamp_min(0)
     dist = torch.maximum(rows[:, None], cols[None, :])  # (S, S)
     if feather == 0:
         return (dist == 0).float()

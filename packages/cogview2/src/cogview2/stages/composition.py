@@ -15,14 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .completion import Box, validate_box
-
-
-def box_pixels(box: Box, image_side: int) -> tuple[int, int, int, int]:
-    """``(top, left, bottom, right)`` pixel bounds of a fractional box (half-open, the
-    convention of `box_grid_mask` and `feathered_box_alpha`)."""
-    top, left, bottom, right = validate_box(box)
-    return tuple(int(image_side * v) for v in (top, left, bottom, right))  # type: ignore[return-value]
+from .completion import Box, box_pixels
 
 
 def background_matte(pictures: Tensor, tolerance: float = 0.03) -> Tensor:
