@@ -130,7 +130,7 @@ def test_completion_draws_the_prompt_in_the_box(pipe, ground, prompt) -> None:
     """The demo's completion (``fill="compose"``, its weights' default) puts the prompt's concept
     in the box: the box is closer to the ground picture with the prompt concept's real render
     fitted into it than to the ground picture itself (infilling, the release's way, drew the
-    prompt in 1 % of the box's tokens on these weights: docs/deviations.md #25)."""
+    ground instead in 12 of 12 pairs measured on these weights: docs/deviations.md #25)."""
     from cogview2.stages.composition import compose_into_box
 
     box = (0.1, 0.5, 0.5, 0.9)  # upper right: 192 px
