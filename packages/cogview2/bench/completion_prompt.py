@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cogview2.config import COMPLETION_FILLS
 from cogview2.data import EmojiDataset
 from cogview2.data.captions import make_caption
 from cogview2.evaluation.metrics import psnr
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="an emoji data set folder")
     parser.add_argument("--weights", default=None, help="weights folder (default: the demo)")
-    parser.add_argument("--fill", choices=["infill", "compose"], default=None,
+    parser.add_argument("--fill", choices=list(COMPLETION_FILLS), default=None,
                         help="completion fill (default: the weights' own)")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--groups", nargs="*", default=["animals-nature", "food-drink"])
