@@ -48,8 +48,9 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Box:
-    """A box of stage-1 cells: rows ``[top, top + height)``, columns ``[left, left + width)``."""
+class CellBox:
+    """A box of stage-1 cells (the pipeline's `Box` is in fractions of the side): rows
+    ``[top, top + height)``, columns ``[left, left + width)``."""
 
     top: int
     left: int
@@ -63,7 +64,7 @@ class Box:
         return mask.flatten()
 
 
-def random_box(grid: int, sides: tuple[int, int], generator: torch.Generator) -> Box:
+def random_box(grid: int, sides: tuple[int, int], generator: torch.Generator) -> CellBox:
     """A box with each side uniform in ``sides`` (inclusive, at most ``grid - 1``), placed
     uniformly inside the grid."""
     lo, hi = sides
@@ -74,7 +75,7 @@ def random_box(grid: int, sides: tuple[int, int], generator: torch.Generator) ->
         return int(torch.randint(high, (1,), generator=generator))
 
     height, width = lo + draw(hi - lo + 1), lo + draw(hi - lo + 1)
-    return Box(draw(grid - height + 1), draw(grid - width + 1), height, width)
+    return CellBox(draw(grid - height + 1), draw(grid - width + 1), height, width)
 
 
 @torch.no_grad()
@@ -153,7 +154,7 @@ def composite_samples(
 def _shrunk_cells(
     tokenizer: IceTokenizer,
     pictures: Tensor,
-    chunk: list[tuple[int, Box, int, int]],
+    chunk: list[tuple[int, CellBox, int, int]],
     compression: int,
 ) -> list[Tensor]:
     """(grid²,) ids per composite of ``chunk``: the ground picture with the pasted one shrunk
